@@ -1,0 +1,161 @@
+const brand = Symbol.for('vmharness.error')
+
+export interface ErrorDetails {
+  cause?: unknown
+}
+
+/** Base of every error this library throws; `isVmHarnessError` recognises it across realms. */
+export class VmHarnessError extends Error {
+  readonly [brand] = true
+  constructor(message: string, details: ErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause })
+    this.name = new.target.name
+  }
+}
+
+export function isVmHarnessError(value: unknown): value is VmHarnessError {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true
+}
+
+/** A VmSpec or option that cannot work; raised before any process starts. */
+export class SpecError extends VmHarnessError {
+  constructor(
+    message: string,
+    readonly field: string,
+  ) {
+    super(`${field}: ${message}`)
+  }
+}
+
+/** Something the host lacks (a binary, a kernel, a working accelerator). `fix` says what to do. */
+export class HostError extends VmHarnessError {
+  constructor(
+    message: string,
+    readonly fix: string,
+    details: ErrorDetails = {},
+  ) {
+    super(`${message}\n  fix: ${fix}`, details)
+  }
+}
+
+/** An image could not be resolved or built. */
+export class ImageError extends VmHarnessError {
+  constructor(
+    message: string,
+    readonly image: string,
+    details: ErrorDetails = {},
+  ) {
+    super(`image '${image}': ${message}`, details)
+  }
+}
+
+/** A backend does not offer the operation asked for. */
+export class UnsupportedError extends VmHarnessError {
+  constructor(
+    readonly backend: string,
+    readonly operation: string,
+  ) {
+    super(`the ${backend} backend does not support ${operation}`)
+  }
+}
+
+export interface HypervisorErrorDetails extends ErrorDetails {
+  vm?: string
+  consoleTail?: string
+  consoleLogPath?: string
+}
+
+/** A VM process failed to start, stopped answering, or refused an operation. */
+export class HypervisorError extends VmHarnessError {
+  readonly vm: string | undefined
+  readonly consoleTail: string | undefined
+  readonly consoleLogPath: string | undefined
+  constructor(message: string, details: HypervisorErrorDetails = {}) {
+    super(withConsole(details.vm ? `vm '${details.vm}': ${message}` : message, details), details)
+    this.vm = details.vm
+    this.consoleTail = details.consoleTail
+    this.consoleLogPath = details.consoleLogPath
+  }
+}
+
+/** The guest did not become ready in time; names the last stage reached. */
+export class BootTimeoutError extends HypervisorError {
+  constructor(
+    readonly stage: string,
+    readonly timeoutMs: number,
+    details: HypervisorErrorDetails,
+  ) {
+    super(`not ready after ${(timeoutMs / 1000).toFixed(1)} s (last stage reached: ${stage})`, details)
+  }
+}
+
+/** A QMP command failed, timed out, or the monitor closed. */
+export class QmpError extends VmHarnessError {
+  constructor(
+    message: string,
+    readonly command: string | undefined,
+    readonly errorClass: string | undefined = undefined,
+    details: ErrorDetails = {},
+  ) {
+    super(command ? `QMP ${command}: ${message}` : `QMP: ${message}`, details)
+  }
+}
+
+/** SSH could not connect, authenticate, or the guest presented the wrong host key. */
+export class SshError extends VmHarnessError {
+  constructor(
+    message: string,
+    readonly endpoint: string,
+    details: ErrorDetails = {},
+  ) {
+    super(`ssh ${endpoint}: ${message}`, details)
+  }
+}
+
+export interface CommandResult {
+  command: string
+  stdout: string
+  stderr: string
+  exitCode: number | null
+  signal: string | null
+}
+
+/** A guest command did not end the way `succeed` or `fail` required. */
+export class CommandError extends VmHarnessError {
+  readonly command: string
+  readonly exitCode: number | null
+  readonly signal: string | null
+  readonly stdout: string
+  readonly stderr: string
+  constructor(expectation: string, result: CommandResult, vm: string) {
+    const ending = result.signal ? `signal ${result.signal}` : `exit code ${result.exitCode}`
+    const stderrTail = tail(result.stderr, 20)
+    super(
+      `vm '${vm}': command ${expectation} but ended with ${ending}: ${result.command}` +
+        (stderrTail ? `\n  stderr (tail):\n${indent(stderrTail)}` : ''),
+    )
+    this.command = result.command
+    this.exitCode = result.exitCode
+    this.signal = result.signal
+    this.stdout = result.stdout
+    this.stderr = result.stderr
+  }
+}
+
+export function tail(text: string, lines: number): string {
+  return text.replace(/\s+$/, '').split('\n').slice(-lines).join('\n')
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => `    ${line}`)
+    .join('\n')
+}
+
+function withConsole(message: string, details: HypervisorErrorDetails): string {
+  let full = message
+  if (details.consoleTail) full += `\n  last console lines:\n${indent(details.consoleTail)}`
+  if (details.consoleLogPath) full += `\n  console log: ${details.consoleLogPath}`
+  return full
+}

@@ -1,0 +1,120 @@
+import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { HostError } from '../errors.js'
+import { processIsAlive } from './process-alive.js'
+
+/**
+ * Every VM of this process lives under one private run directory:
+ *   $TMPDIR/vmharness-<uid>/run-<pid>-<random>/owner.json, vm-<id>/{qemu.pid, qmp.sock, ...}
+ * Short paths on purpose: unix socket paths are limited to 107 bytes.
+ */
+export interface RunDir {
+  path: string
+  /** Creates a fresh 0700 directory for one VM. */
+  vmDir(id: string): Promise<string>
+}
+
+let current: Promise<RunDir> | undefined
+
+export function runDir(): Promise<RunDir> {
+  current ??= createRunDir()
+  return current
+}
+
+export function runsRoot(): string {
+  return process.env.VMHARNESS_RUN_ROOT || join(tmpdir(), `vmharness-${process.getuid?.() ?? 0}`)
+}
+
+async function createRunDir(): Promise<RunDir> {
+  const root = runsRoot()
+  await mkdir(root, { recursive: true, mode: 0o700 })
+  const info = await stat(root)
+  if (process.getuid && info.uid !== process.getuid()) {
+    throw new HostError(`${root} belongs to another user`, `remove it, or set VMHARNESS_RUN_ROOT to a directory of your own`)
+  }
+  if ((info.mode & 0o077) !== 0) {
+    throw new HostError(`${root} is readable by other users (mode ${(info.mode & 0o777).toString(8)})`, `chmod 700 ${root}`)
+  }
+  await sweepStaleRuns(root)
+  const path = join(root, `run-${process.pid}-${randomBytes(3).toString('hex')}`)
+  await mkdir(path, { mode: 0o700 })
+  await writeFile(join(path, 'owner.json'), JSON.stringify({ pid: process.pid, started: processStartTicks(process.pid) }), { mode: 0o600 })
+  return {
+    path,
+    async vmDir(id) {
+      const dir = join(path, `vm-${id}`)
+      await mkdir(dir, { mode: 0o700 })
+      return dir
+    },
+  }
+}
+
+export interface SweepReport {
+  runsRemoved: string[]
+  processesKilled: number[]
+}
+
+/** Removes what runs whose owner died left behind: their QEMU processes first, then their files. */
+export async function sweepStaleRuns(root: string = runsRoot()): Promise<SweepReport> {
+  const report: SweepReport = { runsRemoved: [], processesKilled: [] }
+  const entries = await readdir(root).catch(() => [] as string[])
+  for (const entry of entries.filter((name) => name.startsWith('run-'))) {
+    const dir = join(root, entry)
+    if (await ownerAlive(dir)) continue
+    for (const pid of await recordedVmPids(dir)) {
+      if (await belongsToRun(pid, dir)) {
+        try {
+          process.kill(pid, 'SIGKILL')
+          report.processesKilled.push(pid)
+        } catch {
+          // already gone
+        }
+      }
+    }
+    await rm(dir, { recursive: true, force: true })
+    report.runsRemoved.push(dir)
+  }
+  return report
+}
+
+async function ownerAlive(dir: string): Promise<boolean> {
+  try {
+    const owner = JSON.parse(await readFile(join(dir, 'owner.json'), 'utf8')) as { pid: number; started?: number }
+    if (!processIsAlive(owner.pid)) return false
+    return owner.started === undefined || processStartTicks(owner.pid) === owner.started
+  } catch {
+    // No readable owner file: a run that is still being created, unless it is old.
+    const info = await stat(dir).catch(() => undefined)
+    return info !== undefined && Date.now() - info.mtimeMs < 60_000
+  }
+}
+
+async function recordedVmPids(runPath: string): Promise<number[]> {
+  const pids: number[] = []
+  for (const entry of await readdir(runPath).catch(() => [] as string[])) {
+    const text = await readFile(join(runPath, entry, 'qemu.pid'), 'utf8').catch(() => '')
+    const pid = Number.parseInt(text, 10)
+    if (Number.isInteger(pid) && pid > 0) pids.push(pid)
+  }
+  return pids
+}
+
+/** A recycled pid must never be killed: the process has to name this run's directory on its command line. */
+async function belongsToRun(pid: number, runPath: string): Promise<boolean> {
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
+  return cmdline.includes(runPath)
+}
+
+/** Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat): tells a reused pid apart. */
+export function processStartTicks(pid: number): number | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const afterName = text.slice(text.lastIndexOf(')') + 2).split(' ')
+    return Number(afterName[19])
+  } catch {
+    return undefined
+  }
+}

@@ -1,0 +1,92 @@
+import type { MachineType } from '../../spec/vm-spec.js'
+
+export interface QemuLaunch {
+  accel: 'kvm' | 'tcg'
+  machine: MachineType
+  memoryMiB: number
+  cpus: number
+  kernel: string
+  initrd: string | undefined
+  kernelArgs: string[]
+  /** The VM's own qcow2 overlay. */
+  disk: string
+  seedIso: string | undefined
+  sshHostPort: number
+  qmpSocket: string
+  consoleSocket: string
+  consoleLog: string
+  /** Start paused, waiting for `migrate-incoming` (restoring a saved state). */
+  incoming?: boolean
+}
+
+/**
+ * The whole QEMU command line as an array: never joined into a shell string.
+ * The device set depends only on the machine type, so that a saved state fits any VM of the same spec.
+ */
+export function buildQemuArgv(launch: QemuLaunch): string[] {
+  const bus = launch.machine === 'microvm' ? 'device' : 'pci'
+  const nicRom = bus === 'pci' ? ',romfile=' : ''
+  const argv = [
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-machine',
+    machineOption(launch.machine),
+    '-accel',
+    launch.accel,
+    ...(launch.accel === 'kvm' ? ['-cpu', 'host'] : []),
+    '-m',
+    `${launch.memoryMiB}M`,
+    '-smp',
+    String(launch.cpus),
+    '-kernel',
+    launch.kernel,
+    ...(launch.initrd ? ['-initrd', launch.initrd] : []),
+    '-append',
+    launch.kernelArgs.join(' '),
+    '-blockdev',
+    `driver=file,filename=${escapeOptionValue(launch.disk)},node-name=disk0-file,cache.direct=off`,
+    '-blockdev',
+    'driver=qcow2,file=disk0-file,node-name=disk0',
+    '-device',
+    `virtio-blk-${bus},drive=disk0,id=disk0-dev`,
+  ]
+  if (launch.seedIso) {
+    argv.push(
+      '-blockdev',
+      `driver=file,filename=${escapeOptionValue(launch.seedIso)},node-name=seed-file,read-only=on`,
+      '-blockdev',
+      'driver=raw,file=seed-file,node-name=seed,read-only=on',
+      '-device',
+      `virtio-blk-${bus},drive=seed,id=seed-dev`,
+    )
+  }
+  argv.push(
+    '-netdev',
+    `user,id=net0,hostfwd=tcp:127.0.0.1:${launch.sshHostPort}-:22`,
+    '-device',
+    `virtio-net-${bus},netdev=net0,id=net0-dev${nicRom}`,
+    '-device',
+    `virtio-rng-${bus},id=rng0`,
+    '-chardev',
+    `socket,id=console,path=${escapeOptionValue(launch.consoleSocket)},server=on,wait=off,logfile=${escapeOptionValue(launch.consoleLog)},logappend=on`,
+    '-serial',
+    'chardev:console',
+    '-chardev',
+    `socket,id=qmp,path=${escapeOptionValue(launch.qmpSocket)},server=on,wait=off`,
+    '-mon',
+    'chardev=qmp,mode=control',
+  )
+  if (launch.incoming) argv.push('-incoming', 'defer')
+  return argv
+}
+
+function machineOption(machine: MachineType): string {
+  return machine === 'microvm' ? 'microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on,pit=on,pic=on' : 'pc'
+}
+
+/** QEMU option values separate on commas; a literal comma is written twice. */
+export function escapeOptionValue(value: string): string {
+  return value.replaceAll(',', ',,')
+}

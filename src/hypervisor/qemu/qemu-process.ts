@@ -1,0 +1,58 @@
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { execa, type ResultPromise } from 'execa'
+import type { ExitInfo } from '../hypervisor.js'
+
+const stderrLimit = 16 * 1024
+
+export interface QemuProcess {
+  pid: number
+  exited: Promise<ExitInfo>
+  stderr(): string
+  /** Marks the coming exit as asked for, then sends the signal. */
+  kill(signal: 'SIGTERM' | 'SIGKILL'): void
+  markRequested(): void
+}
+
+/**
+ * Spawns QEMU through `setpriv --pdeathsig KILL`, so that it dies with the thread that spawned
+ * it even when this process is SIGKILLed, and records its pid in the VM directory for the sweep.
+ */
+export async function spawnQemu(setpriv: string, qemu: string, argv: string[], vmDir: string): Promise<QemuProcess> {
+  const subprocess: ResultPromise = execa(setpriv, ['--pdeathsig', 'KILL', '--', qemu, ...argv], {
+    reject: false,
+    stdin: 'ignore',
+    stdout: 'ignore',
+    stderr: 'pipe',
+    buffer: false,
+    cleanup: true,
+  })
+  let stderr = ''
+  subprocess.stderr?.setEncoding('utf8')
+  subprocess.stderr?.on('data', (chunk: string) => {
+    stderr = (stderr + chunk).slice(-stderrLimit)
+  })
+  let requested = false
+  const exited: Promise<ExitInfo> = subprocess.then(
+    (result) => ({ exitCode: result.exitCode ?? null, signal: result.signal ?? null, requested, stderr }),
+    (error: { exitCode?: number; signal?: string }) => ({ exitCode: error.exitCode ?? null, signal: error.signal ?? null, requested, stderr }),
+  )
+  const pid = subprocess.pid
+  if (pid === undefined) {
+    const info = await exited
+    throw Object.assign(new Error(`could not spawn ${setpriv}: ${info.stderr}`), { info })
+  }
+  await writeFile(join(vmDir, 'qemu.pid'), String(pid), { mode: 0o600 })
+  return {
+    pid,
+    exited,
+    stderr: () => stderr,
+    markRequested: () => {
+      requested = true
+    },
+    kill(signal) {
+      requested = true
+      subprocess.kill(signal)
+    },
+  }
+}

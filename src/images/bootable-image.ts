@@ -1,0 +1,11 @@
+/** What a backend needs to boot an image: files in the cache (or the user's own, never written). */
+export interface BootableImage {
+  name: string
+  disk: string
+  kernel?: string
+  initrd?: string
+  kernelArgs: string[]
+  /** A line the guest prints on its serial console once sshd listens. */
+  readyMarker?: string
+  sshUser: string
+}

@@ -1,0 +1,32 @@
+import { access } from 'node:fs/promises'
+import { ImageError } from '../errors.js'
+import type { ResolvedSpec } from '../spec/vm-spec.js'
+import type { BootableImage } from './bootable-image.js'
+import { tinyImage } from './tiny-image.js'
+
+export const imageNames = ['tiny'] as const
+
+/** Turns a spec's image (a name or the user's files) into files a backend can boot, building if needed. */
+export async function resolveImage(spec: ResolvedSpec, options: { signal?: AbortSignal; onProgress?: (line: string) => void } = {}): Promise<BootableImage> {
+  const image = spec.image
+  if (typeof image === 'string') {
+    if (image === 'tiny') return tinyImage({ kernel: spec.kernel, ...options })
+    throw new ImageError(`unknown image; use one of ${imageNames.map((n) => `'${n}'`).join(', ')}, or give { disk, kernel?, initrd? }`, image)
+  }
+  for (const [field, path] of Object.entries(image)) {
+    if (path === undefined) continue
+    try {
+      await access(path)
+    } catch {
+      throw new ImageError(`${field} file ${path} does not exist or cannot be read`, image.disk)
+    }
+  }
+  return {
+    name: image.disk,
+    disk: image.disk,
+    kernel: image.kernel,
+    initrd: image.initrd,
+    kernelArgs: ['console=ttyS0', 'root=/dev/vda', 'rw'],
+    sshUser: 'root',
+  }
+}

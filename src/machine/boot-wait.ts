@@ -1,0 +1,57 @@
+import { BootTimeoutError, HypervisorError, isVmHarnessError } from '../errors.js'
+import type { Hypervisor, VmHandle } from '../hypervisor/hypervisor.js'
+import { SshSession, type SshTarget } from '../ssh/ssh-session.js'
+import { waitForConsoleText } from './console-watch.js'
+
+export const defaultBootTimeoutMs = { kvm: 30_000, tcg: 120_000, none: 5_000 }
+
+/**
+ * Waits until the guest answers SSH: first its console ready marker (cheap, when the image has
+ * one), then an SSH session. Fails early if the VM process ends, and at the deadline with the
+ * last stage reached and the console tail.
+ */
+export async function waitForBoot(
+  hypervisor: Hypervisor,
+  vm: VmHandle,
+  target: SshTarget,
+  options: { timeoutMs: number; signal?: AbortSignal },
+): Promise<SshSession> {
+  let stage = 'process started'
+  const deadline = new AbortController()
+  const timer = setTimeout(() => deadline.abort(new Error('boot deadline')), options.timeoutMs)
+  const signal = options.signal ? AbortSignal.any([options.signal, deadline.signal]) : deadline.signal
+  const processEnded = vm.exited.then(async (info) => {
+    throw new HypervisorError(`the VM process ended during boot (${info.signal ? `signal ${info.signal}` : `exit code ${info.exitCode}`})${info.stderr.trim() ? `: ${info.stderr.trim().split('\n').slice(0, 5).join('\n')}` : ''}`, {
+      vm: vm.name,
+      consoleTail: await hypervisor.consoleTail(vm, 20),
+    })
+  })
+  try {
+    const ready = async () => {
+      const endpoint = hypervisor.consoleEndpoint(vm)
+      if (vm.readyMarker && endpoint.kind === 'unix-socket') {
+        stage = 'waiting for the console ready marker'
+        await waitForConsoleText(endpoint.logPath, vm.readyMarker, { signal })
+        stage = 'console ready marker seen, connecting SSH'
+      } else {
+        stage = 'connecting SSH'
+      }
+      return SshSession.connect(target, { timeoutMs: Math.max(1, options.timeoutMs), signal, attemptTimeoutMs: 2_000 })
+    }
+    return await Promise.race([ready(), processEnded])
+  } catch (error) {
+    if (options.signal?.aborted) throw error
+    if (deadline.signal.aborted) {
+      throw new BootTimeoutError(stage, options.timeoutMs, {
+        vm: vm.name,
+        cause: error,
+        consoleTail: await hypervisor.consoleTail(vm, 20),
+      })
+    }
+    if (isVmHarnessError(error)) throw error
+    throw new HypervisorError(`boot failed at stage '${stage}': ${(error as Error).message}`, { vm: vm.name, cause: error, consoleTail: await hypervisor.consoleTail(vm, 20) })
+  } finally {
+    clearTimeout(timer)
+    processEnded.catch(() => undefined)
+  }
+}

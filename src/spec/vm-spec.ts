@@ -1,0 +1,105 @@
+import { SpecError } from '../errors.js'
+
+export type AcceleratorChoice = 'kvm' | 'tcg' | 'auto'
+export type MachineType = 'pc' | 'microvm'
+export const backendNames = ['qemu', 'noop'] as const
+export type BackendName = (typeof backendNames)[number]
+
+/** An image given by its parts instead of by name. `disk` is never written: each VM runs on an overlay. */
+export interface ImageFiles {
+  disk: string
+  kernel?: string
+  initrd?: string
+}
+
+export interface VmSpec {
+  /** Shown in logs and errors; any characters (it is never passed through a shell). */
+  name?: string
+  /** 'tiny', or the files of an image. */
+  image: string | ImageFiles
+  /** MiB of guest memory. */
+  memory?: number
+  cpus?: number
+  accel?: AcceleratorChoice
+  machine?: MachineType
+  /** Which backend runs the VM; else VMHARNESS_BACKEND; else 'auto' (what the host offers). */
+  backend?: BackendName | 'auto'
+  /** From process start to the first SSH command; scaled up under TCG when left unset. */
+  bootTimeoutMs?: number
+  /** A guest kernel to build the tiny image with (hosts without Debian's cloud kernel). */
+  kernel?: string
+  /** Extra words for the guest kernel command line. */
+  kernelArgs?: string[]
+}
+
+export interface ResolvedSpec {
+  name: string
+  image: string | ImageFiles
+  memory: number
+  cpus: number
+  accel: AcceleratorChoice
+  machine: MachineType
+  backend: BackendName | 'auto'
+  bootTimeoutMs: number | undefined
+  kernel: string | undefined
+  kernelArgs: string[]
+}
+
+const limits = { memoryMin: 64, memoryMax: 1024 * 1024, cpusMax: 256 }
+
+/** Checks a spec before anything starts and fills in defaults; every problem is a SpecError naming the field. */
+export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env): ResolvedSpec {
+  if (typeof spec !== 'object' || spec === null) throw new SpecError('a VM spec must be an object', 'spec')
+  const image = checkImage(spec.image)
+  const memory = checkInteger(spec.memory ?? 256, 'memory', limits.memoryMin, limits.memoryMax, 'MiB')
+  const cpus = checkInteger(spec.cpus ?? 1, 'cpus', 1, limits.cpusMax, 'vCPUs')
+  const accel = checkChoice(spec.accel ?? (env.VMHARNESS_ACCEL as AcceleratorChoice | undefined) ?? 'auto', 'accel', ['kvm', 'tcg', 'auto'])
+  const machine = checkChoice(spec.machine ?? 'microvm', 'machine', ['pc', 'microvm'])
+  const backend = checkChoice(spec.backend ?? (env.VMHARNESS_BACKEND as BackendName | undefined) ?? 'auto', spec.backend ? 'backend' : 'backend (from VMHARNESS_BACKEND)', [...backendNames, 'auto'])
+  const name = spec.name ?? (typeof image === 'string' ? image : 'vm')
+  if (typeof name !== 'string' || name.length === 0 || name.length > 128 || name.includes('\0')) {
+    throw new SpecError('must be a non-empty string of at most 128 characters', 'name')
+  }
+  if (spec.bootTimeoutMs !== undefined) checkInteger(spec.bootTimeoutMs, 'bootTimeoutMs', 1, 3_600_000, 'ms')
+  if (spec.kernelArgs !== undefined && (!Array.isArray(spec.kernelArgs) || spec.kernelArgs.some((arg) => typeof arg !== 'string'))) {
+    throw new SpecError('must be an array of strings', 'kernelArgs')
+  }
+  return {
+    name,
+    image,
+    memory,
+    cpus,
+    accel,
+    machine,
+    backend,
+    bootTimeoutMs: spec.bootTimeoutMs,
+    kernel: spec.kernel,
+    kernelArgs: spec.kernelArgs ?? [],
+  }
+}
+
+function checkImage(image: unknown): string | ImageFiles {
+  if (typeof image === 'string' && image.length > 0) return image
+  if (typeof image === 'object' && image !== null && typeof (image as ImageFiles).disk === 'string') {
+    const files = image as ImageFiles
+    for (const key of ['kernel', 'initrd'] as const) {
+      if (files[key] !== undefined && typeof files[key] !== 'string') throw new SpecError('must be a file path', `image.${key}`)
+    }
+    return files
+  }
+  throw new SpecError("is missing: give an image name such as 'tiny', or { disk, kernel?, initrd? }", 'image')
+}
+
+function checkInteger(value: unknown, field: string, min: number, max: number, unit: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new SpecError(`must be a whole number of ${unit} from ${min} to ${max}, got ${String(value)}`, field)
+  }
+  return value
+}
+
+function checkChoice<T extends string>(value: unknown, field: string, choices: readonly T[]): T {
+  if (!choices.includes(value as T)) {
+    throw new SpecError(`must be one of ${choices.map((c) => `'${c}'`).join(', ')}, got '${String(value)}'`, field)
+  }
+  return value as T
+}

@@ -1,0 +1,203 @@
+import { createHash } from 'node:crypto'
+import pRetry, { AbortError } from 'p-retry'
+import ssh2 from 'ssh2'
+import type { ClientChannel, SFTPWrapper } from 'ssh2'
+import { SshError } from '../errors.js'
+import { publicKeyBlob } from './keys.js'
+
+export interface SshTarget {
+  host: string
+  port: number
+  user: string
+  privateKey: string
+  /** The pinned `ssh-ed25519 AAAA…` host key; any other key is refused. */
+  hostKey: string
+}
+
+export interface ConnectOptions {
+  timeoutMs: number
+  signal?: AbortSignal
+  /** Per attempt: user-mode networking accepts at once and then stalls, so attempts stay short. */
+  attemptTimeoutMs?: number
+}
+
+export interface ExecOptions {
+  signal?: AbortSignal
+  timeoutMs?: number
+  stdin?: string | Buffer
+  onStdout?: (chunk: Buffer) => void
+  onStderr?: (chunk: Buffer) => void
+}
+
+export interface ExecResult {
+  command: string
+  stdout: string
+  stderr: string
+  exitCode: number | null
+  signal: string | null
+}
+
+/** One ssh2 connection to a guest: many commands at once, sftp, and a pinned host key. */
+export class SshSession {
+  private sftpSession: Promise<SFTPWrapper> | undefined
+  private closed = false
+
+  private constructor(
+    private readonly client: ssh2.Client,
+    readonly endpoint: string,
+  ) {
+    client.on('close', () => {
+      this.closed = true
+    })
+  }
+
+  static async connect(target: SshTarget, options: ConnectOptions): Promise<SshSession> {
+    const endpoint = `${target.user}@${target.host}:${target.port}`
+    const started = Date.now()
+    let lastError: Error | undefined
+    try {
+      return await pRetry(
+        async () => {
+          try {
+            return await connectOnce(target, endpoint, Math.min(options.attemptTimeoutMs ?? 3_000, Math.max(1, options.timeoutMs - (Date.now() - started))))
+          } catch (error) {
+            lastError = error as Error
+            if (error instanceof SshError && error.message.includes('host key')) throw new AbortError(error)
+            throw error
+          }
+        },
+        { retries: Number.MAX_SAFE_INTEGER, minTimeout: 50, maxTimeout: 250, factor: 1.5, randomize: false, maxRetryTime: options.timeoutMs, signal: options.signal },
+      ).then((client) => new SshSession(client, endpoint))
+    } catch (error) {
+      if (error instanceof SshError) throw error
+      if (options.signal?.aborted) throw new SshError('connecting was aborted', endpoint, { cause: options.signal.reason })
+      throw new SshError(`no SSH session within ${options.timeoutMs} ms (last error: ${lastError?.message ?? String(error)})`, endpoint, { cause: lastError ?? error })
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed
+  }
+
+  /** Runs a command; never rejects for a non-zero exit (that is in the result), only for a broken session. */
+  exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    return new Promise((resolve, reject) => {
+      if (this.closed) return reject(new SshError(`session is closed; cannot run: ${command}`, this.endpoint))
+      options.signal?.throwIfAborted()
+      this.client.exec(command, (error, channel) => {
+        if (error) return reject(new SshError(`cannot run '${command}': ${error.message}`, this.endpoint, { cause: error }))
+        collect(channel, command, options, this.endpoint).then(resolve, reject)
+      })
+    })
+  }
+
+  sftp(): Promise<SFTPWrapper> {
+    this.sftpSession ??= new Promise((resolve, reject) => {
+      this.client.sftp((error, sftp) => (error ? reject(new SshError(`sftp: ${error.message}`, this.endpoint, { cause: error })) : resolve(sftp)))
+    })
+    return this.sftpSession
+  }
+
+  async put(localPath: string, remotePath: string): Promise<void> {
+    const sftp = await this.sftp()
+    await new Promise<void>((resolve, reject) =>
+      sftp.fastPut(localPath, remotePath, (error) => (error ? reject(new SshError(`sftp put ${remotePath}: ${error.message}`, this.endpoint, { cause: error })) : resolve())),
+    )
+  }
+
+  async get(remotePath: string, localPath: string): Promise<void> {
+    const sftp = await this.sftp()
+    await new Promise<void>((resolve, reject) =>
+      sftp.fastGet(remotePath, localPath, (error) => (error ? reject(new SshError(`sftp get ${remotePath}: ${error.message}`, this.endpoint, { cause: error })) : resolve())),
+    )
+  }
+
+  close(): void {
+    this.closed = true
+    this.client.end()
+    this.client.destroy()
+  }
+}
+
+function connectOnce(target: SshTarget, endpoint: string, timeoutMs: number): Promise<ssh2.Client> {
+  const expected = publicKeyBlob(target.hostKey)
+  return new Promise((resolve, reject) => {
+    const client = new ssh2.Client()
+    let presented: Buffer | undefined
+    const fail = (error: Error) => {
+      client.removeAllListeners()
+      client.on('error', () => undefined)
+      client.destroy()
+      reject(error)
+    }
+    client.once('ready', () => {
+      client.removeAllListeners('error')
+      client.on('error', () => undefined)
+      client.setNoDelay(true)
+      resolve(client)
+    })
+    client.once('error', (error) => {
+      if (presented && !presented.equals(expected)) {
+        fail(new SshError(`host key mismatch: expected ${fingerprint(expected)}, the guest presented ${fingerprint(presented)}`, endpoint))
+      } else {
+        fail(error)
+      }
+    })
+    client.connect({
+      host: target.host,
+      port: target.port,
+      username: target.user,
+      privateKey: target.privateKey,
+      readyTimeout: timeoutMs,
+      hostVerifier: (key: Buffer) => {
+        presented = key
+        return key.equals(expected)
+      },
+    })
+  })
+}
+
+function fingerprint(blob: Buffer): string {
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`
+}
+
+function collect(channel: ClientChannel, command: string, options: ExecOptions, endpoint: string): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const stdout: Buffer[] = []
+    const stderr: Buffer[] = []
+    let exitCode: number | null = null
+    let signal: string | null = null
+    let settled = false
+    const finish = (error?: Error) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      options.signal?.removeEventListener('abort', onAbort)
+      if (error) {
+        channel.destroy()
+        reject(error)
+      } else {
+        resolve({ command, stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8'), exitCode, signal })
+      }
+    }
+    const onAbort = () => finish(new SshError(`command aborted: ${command}`, endpoint, { cause: options.signal?.reason }))
+    options.signal?.addEventListener('abort', onAbort, { once: true })
+    const timer = options.timeoutMs ? setTimeout(() => finish(new SshError(`command did not finish within ${options.timeoutMs} ms: ${command}`, endpoint)), options.timeoutMs) : undefined
+    channel.on('data', (chunk: Buffer) => {
+      stdout.push(chunk)
+      options.onStdout?.(chunk)
+    })
+    channel.stderr.on('data', (chunk: Buffer) => {
+      stderr.push(chunk)
+      options.onStderr?.(chunk)
+    })
+    channel.on('exit', (code: number | null, signalName?: string) => {
+      if (typeof code === 'number') exitCode = code
+      if (signalName) signal = signalName
+    })
+    channel.on('close', () => finish())
+    channel.on('error', (error: Error) => finish(new SshError(`channel error: ${error.message}`, endpoint, { cause: error })))
+    if (options.stdin !== undefined) channel.end(options.stdin)
+    else channel.end()
+  })
+}
