@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import pRetry, { AbortError } from 'p-retry'
 import ssh2 from 'ssh2'
 import type { ClientChannel, SFTPWrapper } from 'ssh2'
@@ -37,10 +38,21 @@ export interface ExecResult {
   signal: string | null
 }
 
+/**
+ * dropbear refuses some exec requests ("Unable to exec") when channels open and close quickly
+ * side by side, and above about 8 at once stops answering channel opens altogether (measured
+ * here). So commands beyond this cap wait their turn, and a refused exec, which never started
+ * its command, is sent again.
+ */
+const maxConcurrentChannels = 4
+const execAttempts = 12
+
 /** One ssh2 connection to a guest: many commands at once, sftp, and a pinned host key. */
 export class SshSession {
   private sftpSession: Promise<SFTPWrapper> | undefined
   private closed = false
+  private openChannels = 0
+  private readonly waiting: (() => void)[] = []
 
   private constructor(
     private readonly client: ssh2.Client,
@@ -80,15 +92,45 @@ export class SshSession {
   }
 
   /** Runs a command; never rejects for a non-zero exit (that is in the result), only for a broken session. */
-  exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
-    return new Promise((resolve, reject) => {
+  async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
+    await this.acquireChannel()
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await this.execOnce(command, options)
+        } catch (error) {
+          if (!(error instanceof ExecRefused) || attempt >= execAttempts) throw error instanceof ExecRefused ? error.reason : error
+          await sleep(10 * attempt)
+        }
+      }
+    } finally {
+      this.releaseChannel()
+    }
+  }
+
+  private execOnce(command: string, options: ExecOptions): Promise<ExecResult> {
+    return new Promise<ExecResult>((resolve, reject) => {
       if (this.closed) return reject(new SshError(`session is closed; cannot run: ${command}`, this.endpoint))
       options.signal?.throwIfAborted()
-      this.client.exec(command, (error, channel) => {
-        if (error) return reject(new SshError(`cannot run '${command}': ${error.message}`, this.endpoint, { cause: error }))
-        collect(channel, command, options, this.endpoint).then(resolve, reject)
-      })
+      this.client.exec(remoteCommand(command, options), (error, channel) => {
+          if (error) return reject(new ExecRefused(new SshError(`cannot run '${command}': ${error.message}`, this.endpoint, { cause: error })))
+          collect(channel, command, options, this.endpoint).then(resolve, reject)
+        })
     })
+  }
+
+  private async acquireChannel(): Promise<void> {
+    if (this.openChannels < maxConcurrentChannels) {
+      this.openChannels++
+      return
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve))
+  }
+
+  private releaseChannel(): void {
+    const next = this.waiting.shift()
+    if (next) next()
+    else this.openChannels--
   }
 
   sftp(): Promise<SFTPWrapper> {
@@ -116,6 +158,17 @@ export class SshSession {
     this.closed = true
     this.client.end()
     this.client.destroy()
+  }
+}
+
+function remoteCommand(command: string, options: ExecOptions): string {
+  return options.stdin === undefined ? `exec </dev/null; ${command}` : command
+}
+
+/** The server declined to start a command: nothing ran, so it may be sent again. */
+class ExecRefused extends Error {
+  constructor(readonly reason: SshError) {
+    super(reason.message)
   }
 }
 
@@ -198,6 +251,7 @@ function collect(channel: ClientChannel, command: string, options: ExecOptions, 
     channel.on('close', () => finish())
     channel.on('error', (error: Error) => finish(new SshError(`channel error: ${error.message}`, endpoint, { cause: error })))
     if (options.stdin !== undefined) channel.end(options.stdin)
-    else channel.end()
+    // Without stdin the command reads /dev/null (see remoteCommand), so no EOF is sent: dropbear
+    // drops the whole connection when an EOF crosses the close of a command that already ended.
   })
 }

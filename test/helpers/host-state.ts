@@ -1,0 +1,12 @@
+import { readdir, readFile } from 'node:fs/promises'
+
+/** Pids of running QEMU processes whose command line mentions `fragment`. */
+export async function qemuProcessesMentioning(fragment: string): Promise<number[]> {
+  const pids: number[] = []
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')
+    if (cmdline.includes('qemu-system') && cmdline.includes(fragment)) pids.push(Number(entry))
+  }
+  return pids
+}

@@ -1,0 +1,11 @@
+import { checkRequirements, installScript, missingPackages } from '../../src/host/requirements.js'
+import { tinyImage } from '../../src/images/tiny-image.js'
+
+/** Fails the run at once, naming the Debian packages, when the host cannot boot guests; builds the tiny image once. */
+export default async function setup(): Promise<void> {
+  const missing = missingPackages(await checkRequirements())
+  if (missing.length > 0) {
+    throw new Error(`this host lacks Debian packages the integration tests need: ${missing.join(' ')}\n  install them with: ${installScript} (as root), or: vmharness doctor --install`)
+  }
+  await tinyImage({ onProgress: (line) => process.stderr.write(`vmharness: ${line}\n`) })
+}

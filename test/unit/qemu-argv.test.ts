@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest'
+import { buildQemuArgv, escapeOptionValue, type QemuLaunch } from '../../src/hypervisor/qemu/qemu-argv.js'
+
+const launch: QemuLaunch = {
+  accel: 'tcg',
+  machine: 'pc',
+  memoryMiB: 256,
+  cpus: 2,
+  kernel: '/cache/vmlinuz',
+  initrd: '/cache/initrd.img',
+  kernelArgs: ['console=ttyS0', 'root=/dev/vda'],
+  disk: '/run/vm-1/disk.qcow2',
+  seedIso: '/run/vm-1/seed.iso',
+  sshHostPort: 40022,
+  qmpSocket: '/run/vm-1/qmp.sock',
+  consoleSocket: '/run/vm-1/console.sock',
+  consoleLog: '/run/vm-1/console.log',
+}
+
+function optionAfter(argv: string[], flag: string): string[] {
+  return argv.flatMap((value, index) => (argv[index - 1] === flag ? [value] : []))
+}
+
+describe('buildQemuArgv', () => {
+  it('forwards SSH from 127.0.0.1 only', () => {
+    const netdev = optionAfter(buildQemuArgv(launch), '-netdev')
+    expect(netdev).toEqual(['user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22'])
+  })
+
+  it('keeps the kernel command line as one argument', () => {
+    expect(optionAfter(buildQemuArgv(launch), '-append')).toEqual(['console=ttyS0 root=/dev/vda'])
+  })
+
+  it('attaches the overlay by node name and the seed read-only', () => {
+    const blockdevs = optionAfter(buildQemuArgv(launch), '-blockdev')
+    expect(blockdevs[0]).toContain('filename=/run/vm-1/disk.qcow2,node-name=disk0-file')
+    expect(blockdevs).toContain('driver=raw,file=seed-file,node-name=seed,read-only=on')
+    expect(blockdevs.some((value) => value.includes('seed.iso') && value.includes('read-only=on'))).toBe(true)
+  })
+
+  it('uses PCI devices on pc and MMIO devices on microvm', () => {
+    expect(optionAfter(buildQemuArgv(launch), '-device')).toEqual(expect.arrayContaining(['virtio-rng-pci,id=rng0', 'virtio-blk-pci,drive=disk0,id=disk0-dev']))
+    const micro = buildQemuArgv({ ...launch, machine: 'microvm' })
+    expect(optionAfter(micro, '-device')).toEqual(expect.arrayContaining(['virtio-rng-device,id=rng0', 'virtio-net-device,netdev=net0,id=net0-dev']))
+    expect(optionAfter(micro, '-machine')[0]).toMatch(/^microvm,/)
+  })
+
+  it('asks for the host CPU only under KVM', () => {
+    expect(buildQemuArgv(launch)).not.toContain('-cpu')
+    expect(optionAfter(buildQemuArgv({ ...launch, accel: 'kvm' }), '-cpu')).toEqual(['host'])
+    expect(optionAfter(buildQemuArgv({ ...launch, accel: 'kvm' }), '-accel')).toEqual(['kvm'])
+  })
+
+  it('serves QMP and the console on unix sockets, the console also into a log', () => {
+    const chardevs = optionAfter(buildQemuArgv(launch), '-chardev')
+    expect(chardevs).toContain('socket,id=qmp,path=/run/vm-1/qmp.sock,server=on,wait=off')
+    expect(chardevs.find((value) => value.startsWith('socket,id=console'))).toContain('logfile=/run/vm-1/console.log')
+  })
+
+  it('waits for an incoming state only when restoring', () => {
+    expect(buildQemuArgv(launch)).not.toContain('-incoming')
+    expect(optionAfter(buildQemuArgv({ ...launch, incoming: true }), '-incoming')).toEqual(['defer'])
+  })
+
+  it('doubles commas in paths so they cannot add options', () => {
+    expect(escapeOptionValue('/tmp/a,b/disk.qcow2')).toBe('/tmp/a,,b/disk.qcow2')
+    const argv = buildQemuArgv({ ...launch, disk: '/tmp/x,format=raw/disk.qcow2' })
+    expect(optionAfter(argv, '-blockdev')[0]).toContain('filename=/tmp/x,,format=raw/disk.qcow2,')
+  })
+
+  it('omits the seed when there is none', () => {
+    expect(buildQemuArgv({ ...launch, seedIso: undefined }).join(' ')).not.toContain('seed')
+  })
+})

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest'
+import { SpecError, isVmHarnessError } from '../../src/errors.js'
+import { resolveSpec } from '../../src/spec/vm-spec.js'
+
+describe('resolveSpec', () => {
+  it('fills in defaults', () => {
+    const spec = resolveSpec({ image: 'tiny' }, {})
+    expect(spec).toMatchObject({ name: 'tiny', memory: 256, cpus: 1, accel: 'auto', machine: 'microvm', backend: 'auto', kernelArgs: [] })
+  })
+
+  it.each([
+    [{ image: 'tiny', memory: 0 }, 'memory'],
+    [{ image: 'tiny', memory: 12.5 }, 'memory'],
+    [{ image: 'tiny', cpus: 0 }, 'cpus'],
+    [{ image: 'tiny', backend: 'vmware' }, 'backend'],
+    [{ image: 'tiny', accel: 'hvf' }, 'accel'],
+    [{ image: 'tiny', machine: 'q35' }, 'machine'],
+    [{ image: '' }, 'image'],
+    [{}, 'image'],
+    [{ image: 'tiny', name: '' }, 'name'],
+    [{ image: 'tiny', kernelArgs: 'quiet' }, 'kernelArgs'],
+    [{ image: { kernel: '/vmlinuz' } }, 'image'],
+  ])('rejects %j naming the field %s', (spec, field) => {
+    const attempt = () => resolveSpec(spec as never, {})
+    expect(attempt).toThrow(SpecError)
+    try {
+      attempt()
+    } catch (error) {
+      expect(isVmHarnessError(error)).toBe(true)
+      expect((error as SpecError).field).toBe(field)
+      expect((error as Error).message).toMatch(new RegExp(`^${field}: `))
+    }
+  })
+
+  it('takes the backend and accelerator from the environment, and names the variable when it is wrong', () => {
+    expect(resolveSpec({ image: 'tiny' }, { VMHARNESS_BACKEND: 'noop', VMHARNESS_ACCEL: 'tcg' })).toMatchObject({ backend: 'noop', accel: 'tcg' })
+    expect(() => resolveSpec({ image: 'tiny' }, { VMHARNESS_BACKEND: 'xen' })).toThrow(/VMHARNESS_BACKEND.*'xen'/)
+  })
+
+  it('accepts any characters in a name, since names never reach a shell', () => {
+    expect(resolveSpec({ image: 'tiny', name: `it's "$(rm -rf /)" ok` }, {}).name).toBe(`it's "$(rm -rf /)" ok`)
+  })
+})
