@@ -1,0 +1,63 @@
+import { execa } from 'execa'
+import { acceleratorVerdict } from '../host/accelerator.js'
+import { findBinary } from '../host/find-binary.js'
+import { findGuestKernel } from '../host/guest-kernel.js'
+import { checkRequirements, installCommand, missingPackages, type RequirementCheck } from '../host/requirements.js'
+
+export interface DoctorOptions {
+  install: boolean
+  write: (line: string) => void
+}
+
+/** Says what the host lacks and which accelerator guests will get; with `install`, installs the Debian packages. Returns the exit code. */
+export async function doctor(options: DoctorOptions): Promise<number> {
+  const { write } = options
+  let checks = await checkRequirements()
+  let missing = missingPackages(checks)
+  if (options.install && missing.length > 0) {
+    if (process.getuid?.() !== 0) {
+      write(`vmharness doctor --install must run as root to install: ${missing.join(' ')}`)
+      return 2
+    }
+    write(`installing: ${missing.join(' ')}`)
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+    await execa('apt-get', ['update'], { stdio: 'inherit', env })
+    await execa('apt-get', ['install', '-y', '--no-install-recommends', ...missing], { stdio: 'inherit', env })
+    checks = await checkRequirements()
+    missing = missingPackages(checks)
+  }
+  write('vmharness doctor')
+  for (const line of describeChecks(checks)) write(line)
+  write('')
+  write(await describeAccelerator())
+  if (missing.length === 0) {
+    write('\nready: this host can build the tiny image and boot guests')
+    return 0
+  }
+  write(`\nmissing Debian packages: ${missing.join(' ')}`)
+  write(`install them (as root): ${installCommand(missing)}`)
+  write('  or: vmharness doctor --install   (or the project script scripts/install-host-packages)')
+  if (missing.includes('linux-image-cloud-amd64')) {
+    write('  no Debian cloud kernel (an Ubuntu runner, say)? set VMHARNESS_KERNEL=/path/to/vmlinuz, or give the spec a kernel;')
+    write('  its virtio modules are taken from /lib/modules/<release> when the kernel does not build them in')
+  }
+  return 1
+}
+
+export function describeChecks(checks: RequirementCheck[]): string[] {
+  const width = Math.max(...checks.map((check) => check.requirement.what.length))
+  return checks.map(({ requirement, path }) =>
+    path
+      ? `  ok       ${requirement.what.padEnd(width)}  ${path}`
+      : `  MISSING  ${requirement.what.padEnd(width)}  Debian package ${requirement.debianPackage}, for ${requirement.neededFor}`,
+  )
+}
+
+async function describeAccelerator(): Promise<string> {
+  const qemu = await findBinary('qemu-system-x86_64')
+  const kernel = await findGuestKernel()
+  if (!qemu || !kernel) return 'accelerator: not probed (needs qemu-system-x86_64 and a guest kernel)'
+  const verdict = await acceleratorVerdict({ qemu, kernel })
+  const source = verdict.probed ? 'probed now' : 'cached verdict or no probe needed; VMHARNESS_ACCEL=kvm|tcg forces one'
+  return `accelerator: ${verdict.accel.toUpperCase()} (${verdict.reason}; ${source})`
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+import { isVmHarnessError } from '../errors.js'
+import { requirements } from '../host/requirements.js'
+import { doctor } from './doctor.js'
+
+const usage = `usage: vmharness <command>
+
+commands:
+  doctor [--install]   what this host lacks to boot guests, the accelerator verdict and why;
+                       --install installs the missing Debian packages (as root)
+  packages             the Debian packages vmharness needs, one line (for install scripts)
+`
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  switch (command) {
+    case 'doctor': {
+      const unknown = rest.filter((arg) => arg !== '--install')
+      if (unknown.length > 0) {
+        process.stderr.write(`vmharness doctor: unknown option ${unknown[0]}\n${usage}`)
+        return 2
+      }
+      return doctor({ install: rest.includes('--install'), write: (line) => process.stdout.write(line + '\n') })
+    }
+    case 'packages':
+      process.stdout.write([...new Set(requirements.map((r) => r.debianPackage))].join(' ') + '\n')
+      return 0
+    case undefined:
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(usage)
+      return command === undefined ? 2 : 0
+    default:
+      process.stderr.write(`vmharness: unknown command '${command}'\n${usage}`)
+      return 2
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`vmharness: ${isVmHarnessError(error) ? error.message : String((error as Error)?.stack ?? error)}\n`)
+    process.exit(1)
+  },
+)
