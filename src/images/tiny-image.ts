@@ -34,8 +34,24 @@ interface TinyInputs {
   qemuImg: string
 }
 
-/** Builds (once per distinct input) and returns the tiny guest: Debian's cloud kernel, busybox, dropbear. */
-export async function tinyImage(options: { kernel?: string; signal?: AbortSignal; onProgress?: (line: string) => void } = {}): Promise<BootableImage> {
+const resolved = new Map<string, Promise<BootableImage>>()
+
+/**
+ * Builds (once per distinct input) and returns the tiny guest: Debian's cloud kernel, busybox,
+ * dropbear. Hashing the inputs reads ~20 MB, so the answer is kept for the life of the process.
+ */
+export function tinyImage(options: { kernel?: string; signal?: AbortSignal; onProgress?: (line: string) => void } = {}): Promise<BootableImage> {
+  const key = options.kernel ?? ''
+  let image = resolved.get(key)
+  if (!image) {
+    image = buildOrReuseTiny(options)
+    resolved.set(key, image)
+    image.catch(() => resolved.delete(key))
+  }
+  return image
+}
+
+async function buildOrReuseTiny(options: { kernel?: string; signal?: AbortSignal; onProgress?: (line: string) => void }): Promise<BootableImage> {
   const inputs = await locateInputs(options.kernel)
   const recipeDir = join(packageRoot(), 'images', 'tiny')
   const key = await inputKey(inputs, recipeDir)

@@ -197,6 +197,12 @@ export class QemuHypervisor implements Hypervisor {
     return record ? consoleLogTail(record.launch.consoleLog, lines) : ''
   }
 
+  /** The full command line this VM runs (or would run) with, for reproducing it by hand. */
+  commandLine(vm: VmHandle, sshHostPort?: number): string[] {
+    const record = this.record(vm)
+    return buildQemuArgv({ ...record.launch, sshHostPort: sshHostPort ?? record.launch.sshHostPort })
+  }
+
   /** The QEMU process's stderr so far (for error messages). */
   processOutput(vm: VmHandle): string {
     return this.vms.get(vm.id)?.process?.stderr() ?? ''

@@ -1,0 +1,154 @@
+// Cold boot → first SSH command, and one command's round trip: the library against plain
+// baselines measured in the same run (ratios, since these machines are shared and noisy).
+import { mkdir, writeFile } from 'node:fs/promises'
+import { execa } from 'execa'
+import ssh2 from 'ssh2'
+import { QemuHypervisor } from '../src/hypervisor/qemu/qemu-hypervisor.js'
+import { freeLoopbackPort } from '../src/host/free-port.js'
+import { findBinary } from '../src/host/find-binary.js'
+import { Vm } from '../src/machine/vm.js'
+import { resolveSpec } from '../src/spec/vm-spec.js'
+import { runClientKey } from '../src/ssh/keys.js'
+import { median, timeIt } from './stats.js'
+
+const bootRounds = Number(process.env.BENCH_BOOT_ROUNDS ?? 5)
+const commandRounds = Number(process.env.BENCH_COMMAND_ROUNDS ?? 100)
+const opensshRounds = Number(process.env.BENCH_OPENSSH_ROUNDS ?? 10)
+
+async function libraryBoot(): Promise<number> {
+  let vm: Vm | undefined
+  const ms = await timeIt(async () => {
+    vm = await Vm.start({ image: 'tiny', name: 'bench' })
+    await vm.exec('true')
+  })
+  await vm?.destroy()
+  return ms
+}
+
+/** The same argv, spawned plainly, polled with bare ssh2 connects until `true` runs. */
+async function baselineBoot(hypervisor: QemuHypervisor, qemu: string): Promise<number> {
+  const handle = await hypervisor.prepare(resolveSpec({ image: 'tiny', name: 'baseline' }))
+  const port = await freeLoopbackPort()
+  const argv = hypervisor.commandLine(handle, port)
+  const key = await runClientKey()
+  const started = performance.now()
+  const child = execa(qemu, argv, { reject: false, stdin: 'ignore' })
+  try {
+    for (;;) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const client = new ssh2.Client()
+        const giveUp = setTimeout(() => {
+          client.destroy()
+          resolve(false)
+        }, 2_000)
+        client.on('error', () => {
+          clearTimeout(giveUp)
+          client.destroy()
+          resolve(false)
+        })
+        client.on('ready', () => {
+          client.setNoDelay(true)
+          client.exec('true', (error, channel) => {
+            if (error) return resolve(false)
+            channel.on('close', () => {
+              clearTimeout(giveUp)
+              client.end()
+              resolve(true)
+            })
+            channel.resume()
+          })
+        })
+        client.connect({ host: '127.0.0.1', port, username: 'root', privateKey: key.privateKey, readyTimeout: 1000 })
+      })
+      if (ok) return performance.now() - started
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  } finally {
+    child.kill('SIGKILL')
+    await child
+    await hypervisor.destroy(handle)
+  }
+}
+
+async function rawSshRoundTrips(port: number, privateKey: string, rounds: number): Promise<number[]> {
+  const client = new ssh2.Client()
+  await new Promise<void>((resolve, reject) => {
+    client.on('ready', () => resolve())
+    client.on('error', reject)
+    client.connect({ host: '127.0.0.1', port, username: 'root', privateKey })
+  })
+  client.setNoDelay(true)
+  const times: number[] = []
+  for (let i = 0; i < rounds; i++) {
+    times.push(
+      await timeIt(
+        () =>
+          new Promise<void>((resolve, reject) =>
+            client.exec('true', (error, channel) => {
+              if (error) return reject(error)
+              channel.on('close', () => resolve())
+              channel.resume()
+            }),
+          ),
+      ),
+    )
+  }
+  client.end()
+  return times
+}
+
+async function main(): Promise<void> {
+  const qemu = (await findBinary('qemu-system-x86_64')) as string
+  const hypervisor = new QemuHypervisor()
+  await libraryBoot() // warm-up: builds the image and caches the accelerator verdict
+  const library: number[] = []
+  const baseline: number[] = []
+  for (let round = 0; round < bootRounds; round++) {
+    baseline.push(await baselineBoot(hypervisor, qemu))
+    library.push(await libraryBoot())
+    process.stderr.write(`boot round ${round + 1}/${bootRounds}: baseline ${baseline.at(-1)!.toFixed(0)} ms, library ${library.at(-1)!.toFixed(0)} ms\n`)
+  }
+
+  const vm = await Vm.start({ image: 'tiny', name: 'bench-commands' })
+  const key = await runClientKey()
+  const port = vm.handle.ssh!.port
+  const libraryCommand: number[] = []
+  for (let i = 0; i < 10; i++) await vm.exec('true')
+  for (let i = 0; i < commandRounds; i++) libraryCommand.push(await timeIt(() => vm.exec('true')))
+  const rawCommand = await rawSshRoundTrips(port, key.privateKey, commandRounds)
+  const knownHosts = `${key.path}.known_hosts`
+  await writeFile(knownHosts, `[127.0.0.1]:${port} ${vm.handle.ssh!.hostKey}\n`, { mode: 0o600 })
+  const opensshArgs = ['-i', key.path, '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-p', String(port), 'root@127.0.0.1', 'true']
+  const opensshCommand: number[] = []
+  for (let i = 0; i < opensshRounds; i++) opensshCommand.push(await timeIt(() => execa('ssh', opensshArgs)))
+  await vm.destroy()
+
+  const results = {
+    accel: vm.handle.accel,
+    bootMs: { library: median(library), baseline: median(baseline), ratio: median(library) / median(baseline), rounds: bootRounds },
+    commandMs: {
+      library: median(libraryCommand),
+      rawSsh2: median(rawCommand),
+      openssh: median(opensshCommand),
+      libraryOverRawSsh2: median(libraryCommand) / median(rawCommand),
+      opensshOverLibrary: median(opensshCommand) / median(libraryCommand),
+    },
+  }
+  const lines = [
+    `accelerator: ${results.accel}`,
+    `cold boot → first SSH command (median of ${bootRounds}): library ${results.bootMs.library.toFixed(0)} ms, hand-started QEMU + ssh2 poll ${results.bootMs.baseline.toFixed(0)} ms, ratio ${results.bootMs.ratio.toFixed(3)} (goal <= 1.05)`,
+    `one command round trip (median of ${commandRounds}): library ${results.commandMs.library.toFixed(1)} ms, raw ssh2 ${results.commandMs.rawSsh2.toFixed(1)} ms, ratio ${results.commandMs.libraryOverRawSsh2.toFixed(3)} (goal <= 1.1)`,
+    `OpenSSH client per command (median of ${opensshRounds}): ${results.commandMs.openssh.toFixed(0)} ms, ${results.commandMs.opensshOverLibrary.toFixed(1)}x the library (goal >= 10x)`,
+  ]
+  process.stdout.write(lines.join('\n') + '\n')
+  await mkdir('bench/results', { recursive: true })
+  await writeFile('bench/results/boot-and-command.json', JSON.stringify(results, null, 2))
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(`${(error as Error).stack ?? String(error)}\n`)
+    process.exit(1)
+  },
+)
