@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -42,6 +42,8 @@ async function createRunDir(): Promise<RunDir> {
   const path = join(root, `run-${process.pid}-${randomBytes(3).toString('hex')}`)
   await mkdir(path, { mode: 0o700 })
   await writeFile(join(path, 'owner.json'), JSON.stringify({ pid: process.pid, started: processStartTicks(process.pid) }), { mode: 0o600 })
+  // A normal exit removes the run's key and directories now; a crash leaves them to the next sweep.
+  process.once('exit', () => rmSync(path, { recursive: true, force: true }))
   return {
     path,
     async vmDir(id) {
