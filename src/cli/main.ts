@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { isVmHarnessError } from '../errors.js'
-import { requirements } from '../host/requirements.js'
+import { allPackages } from '../host/requirements.js'
 import { doctor } from './doctor.js'
 
 const usage = `usage: vmharness <command>
@@ -23,7 +23,7 @@ async function main(argv: string[]): Promise<number> {
       return doctor({ install: rest.includes('--install'), write: (line) => process.stdout.write(line + '\n') })
     }
     case 'packages':
-      process.stdout.write([...new Set(requirements.map((r) => r.debianPackage))].join(' ') + '\n')
+      process.stdout.write(allPackages().join(' ') + '\n')
       return 0
     case undefined:
     case '--help':

@@ -92,8 +92,3 @@ async function hostKey(options: { qemu: string; kernel: string }): Promise<strin
     .text('kernel', `${options.kernel}:${kernelStat.size}`)
     .digest()
 }
-
-export function requireBinary(path: string | undefined, what: string, debianPackage: string): string {
-  if (!path) throw new HostError(`${what} is not installed`, `apt-get install -y --no-install-recommends ${debianPackage} (or run: vmharness doctor --install)`)
-  return path
-}

@@ -1,10 +1,24 @@
 import { access } from 'node:fs/promises'
+import { HostError } from '../errors.js'
 import { isStaticElf } from './elf.js'
 import { findBinary } from './find-binary.js'
 import { findGuestKernel } from './guest-kernel.js'
 
+export type RequirementId =
+  | 'qemu-system'
+  | 'qemu-img'
+  | 'seed-iso-tool'
+  | 'setpriv'
+  | 'guest-kernel'
+  | 'busybox-static'
+  | 'dropbear'
+  | 'dropbearconvert'
+  | 'sftp-server'
+  | 'mkfs-ext4'
+
 /** One thing the host must provide, and the Debian package that provides it. */
 export interface Requirement {
+  id: RequirementId
   what: string
   debianPackage: string
   neededFor: string
@@ -29,12 +43,13 @@ async function existing(path: string): Promise<string | undefined> {
 }
 
 export const requirements: Requirement[] = [
-  { what: 'qemu-system-x86_64', debianPackage: 'qemu-system-x86', neededFor: 'running VMs', locate: () => findBinary('qemu-system-x86_64') },
-  { what: 'qemu-img', debianPackage: 'qemu-utils', neededFor: 'disk overlays and images', locate: () => findBinary('qemu-img') },
-  { what: 'a seed-ISO tool (genisoimage, xorriso or mkisofs)', debianPackage: 'genisoimage', neededFor: 'NoCloud seeds', locate: () => firstBinary('genisoimage', 'xorriso', 'mkisofs') },
-  { what: 'setpriv', debianPackage: 'util-linux', neededFor: 'VMs that die with their owner', locate: () => findBinary('setpriv') },
-  { what: 'a guest kernel (/boot/vmlinuz-*-cloud-amd64)', debianPackage: 'linux-image-cloud-amd64', neededFor: 'the tiny image', locate: () => findGuestKernel() },
+  { id: 'qemu-system', what: 'qemu-system-x86_64', debianPackage: 'qemu-system-x86', neededFor: 'running VMs', locate: () => findBinary('qemu-system-x86_64') },
+  { id: 'qemu-img', what: 'qemu-img', debianPackage: 'qemu-utils', neededFor: 'disk overlays and images', locate: () => findBinary('qemu-img') },
+  { id: 'seed-iso-tool', what: 'a seed-ISO tool (genisoimage, xorriso or mkisofs)', debianPackage: 'genisoimage', neededFor: 'NoCloud seeds', locate: () => firstBinary('genisoimage', 'mkisofs', 'xorriso') },
+  { id: 'setpriv', what: 'setpriv', debianPackage: 'util-linux', neededFor: 'VMs that die with their owner', locate: () => findBinary('setpriv') },
+  { id: 'guest-kernel', what: 'a guest kernel (/boot/vmlinuz-*-cloud-amd64)', debianPackage: 'linux-image-cloud-amd64', neededFor: 'the tiny image', locate: () => findGuestKernel() },
   {
+    id: 'busybox-static',
     what: 'a static busybox',
     debianPackage: 'busybox-static',
     neededFor: 'the tiny image',
@@ -43,10 +58,29 @@ export const requirements: Requirement[] = [
       return path && (await isStaticElf(path)) ? path : undefined
     },
   },
-  { what: 'dropbear', debianPackage: 'dropbear-bin', neededFor: 'the tiny image', locate: () => findBinary('dropbear') },
-  { what: 'sftp-server', debianPackage: 'openssh-sftp-server', neededFor: 'the tiny image (sftp)', locate: () => existing('/usr/lib/openssh/sftp-server') },
-  { what: 'mkfs.ext4', debianPackage: 'e2fsprogs', neededFor: 'the tiny image', locate: () => findBinary('mkfs.ext4') },
+  { id: 'dropbear', what: 'dropbear', debianPackage: 'dropbear-bin', neededFor: 'the tiny image', locate: () => findBinary('dropbear') },
+  { id: 'dropbearconvert', what: 'dropbearconvert', debianPackage: 'dropbear-bin', neededFor: 'the tiny image (its pinned host key)', locate: () => findBinary('dropbearconvert') },
+  { id: 'sftp-server', what: 'sftp-server', debianPackage: 'openssh-sftp-server', neededFor: 'the tiny image (sftp)', locate: () => existing('/usr/lib/openssh/sftp-server') },
+  { id: 'mkfs-ext4', what: 'mkfs.ext4', debianPackage: 'e2fsprogs', neededFor: 'the tiny image', locate: () => findBinary('mkfs.ext4') },
 ]
+
+/** Where the host provides a requirement; otherwise a HostError naming the Debian package to install. */
+export async function locateRequired(id: RequirementId): Promise<string> {
+  const path = await requirement(id).locate()
+  if (!path) throw missingRequirement(id)
+  return path
+}
+
+export function missingRequirement(id: RequirementId): HostError {
+  const { what, neededFor, debianPackage } = requirement(id)
+  return new HostError(`${what} is missing on this host (needed for ${neededFor})`, `${installCommand([debianPackage])}, or run: vmharness doctor --install`)
+}
+
+function requirement(id: RequirementId): Requirement {
+  const found = requirements.find((candidate) => candidate.id === id)
+  if (!found) throw new TypeError(`unknown requirement ${id}`)
+  return found
+}
 
 export interface RequirementCheck {
   requirement: Requirement
@@ -63,4 +97,8 @@ export function installCommand(packages: string[]): string {
 
 export function missingPackages(checks: RequirementCheck[]): string[] {
   return [...new Set(checks.filter((check) => !check.path).map((check) => check.requirement.debianPackage))]
+}
+
+export function allPackages(): string[] {
+  return [...new Set(requirements.map((requirement) => requirement.debianPackage))]
 }

@@ -1,6 +1,4 @@
-import { HostError } from '../errors.js'
-import { findBinary } from '../host/find-binary.js'
-import { installCommand } from '../host/requirements.js'
+import { locateRequired, missingRequirement } from '../host/requirements.js'
 import type { BackendName } from '../spec/vm-spec.js'
 import type { Hypervisor } from './hypervisor.js'
 import { NoopHypervisor } from './noop/noop-hypervisor.js'
@@ -8,7 +6,7 @@ import { QemuHypervisor } from './qemu/qemu-hypervisor.js'
 
 /** Backends that can run real guests, in order of preference for 'auto'. */
 const realBackends: { name: BackendName; available: () => Promise<boolean> }[] = [
-  { name: 'qemu', available: async () => (await findBinary('qemu-system-x86_64')) !== undefined },
+  { name: 'qemu', available: () => locateRequired('qemu-system').then(() => true, () => false) },
 ]
 
 /** Picks the backend: a named one as asked, or for 'auto' the first real one this host offers. */
@@ -17,7 +15,7 @@ export async function chooseBackend(requested: BackendName | 'auto', offers = re
   for (const backend of offers) {
     if (await backend.available()) return backend.name
   }
-  throw new HostError('no hypervisor backend is available on this host (qemu-system-x86_64 not found)', installCommand(['qemu-system-x86', 'qemu-utils']))
+  throw missingRequirement('qemu-system')
 }
 
 const instances = new Map<BackendName, Hypervisor>()

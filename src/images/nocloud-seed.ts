@@ -1,9 +1,8 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { writeFile } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
 import { execa } from 'execa'
-import { HostError } from '../errors.js'
-import { findBinary } from '../host/find-binary.js'
-import { installCommand } from '../host/requirements.js'
+import { withDir } from 'tmp-promise'
+import { locateRequired } from '../host/requirements.js'
 
 export interface SeedContents {
   instanceId: string
@@ -46,23 +45,16 @@ export function hostnameFor(name: string): string {
 
 /** Writes a NoCloud seed ISO (volume label `cidata`) with whichever ISO tool the host has. */
 export async function writeSeedIso(outputPath: string, seed: SeedContents): Promise<void> {
-  const tool = await isoTool()
-  const staging = await mkdtemp(join(outputPath, '..', 'seed-'))
-  try {
-    const files = seedFiles(seed)
-    await writeFile(join(staging, 'meta-data'), files.metaData, { mode: 0o600 })
-    await writeFile(join(staging, 'user-data'), files.userData, { mode: 0o600 })
-    const args = ['-output', outputPath, '-volid', 'cidata', '-joliet', '-rock', '-quiet', join(staging, 'meta-data'), join(staging, 'user-data')]
-    await execa(tool.path, tool.xorriso ? ['-as', 'mkisofs', ...args] : args, { stdin: 'ignore' })
-  } finally {
-    await rm(staging, { recursive: true, force: true })
-  }
-}
-
-async function isoTool(): Promise<{ path: string; xorriso: boolean }> {
-  for (const name of ['genisoimage', 'mkisofs', 'xorriso']) {
-    const path = await findBinary(name)
-    if (path) return { path, xorriso: name === 'xorriso' }
-  }
-  throw new HostError('no tool to write a NoCloud seed ISO (genisoimage, mkisofs or xorriso)', installCommand(['genisoimage']))
+  const tool = await locateRequired('seed-iso-tool')
+  const files = seedFiles(seed)
+  // Staged beside the ISO: the VM's private directory, never a shared temp dir (the seed holds a private key).
+  await withDir(
+    async ({ path: staging }) => {
+      await writeFile(join(staging, 'meta-data'), files.metaData, { mode: 0o600 })
+      await writeFile(join(staging, 'user-data'), files.userData, { mode: 0o600 })
+      const args = ['-output', outputPath, '-volid', 'cidata', '-joliet', '-rock', '-quiet', join(staging, 'meta-data'), join(staging, 'user-data')]
+      await execa(tool, basename(tool) === 'xorriso' ? ['-as', 'mkisofs', ...args] : args, { stdin: 'ignore' })
+    },
+    { tmpdir: dirname(outputPath), prefix: 'seed-', unsafeCleanup: true },
+  )
 }

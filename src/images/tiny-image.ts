@@ -1,11 +1,11 @@
-import { chmod, copyFile, cp, mkdir, readFile, readdir, realpath, symlink, writeFile } from 'node:fs/promises'
+import { chmod, copyFile, cp, mkdir, readFile, readdir, realpath, rm, symlink, writeFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { execa } from 'execa'
-import { HostError, ImageError } from '../errors.js'
-import { findGuestKernel, kernelRelease } from '../host/guest-kernel.js'
-import { requirements, installCommand, type Requirement } from '../host/requirements.js'
+import { ImageError } from '../errors.js'
+import { kernelRelease } from '../host/guest-kernel.js'
+import { locateRequired } from '../host/requirements.js'
 import type { BootableImage } from './bootable-image.js'
 import { cachedBuild } from './cached-build.js'
 import { ContentHash } from '../host/content-hash.js'
@@ -23,9 +23,15 @@ interface TinyManifest {
   builtAt: string
 }
 
+interface KernelModule {
+  name: string
+  path: string
+}
+
 interface TinyInputs {
   kernel: string
-  modulesDir: string
+  /** In load order, each after what it depends on. */
+  modules: KernelModule[]
   busybox: string
   dropbear: string
   dropbearconvert: string
@@ -52,8 +58,8 @@ export function tinyImage(options: { kernel?: string; signal?: AbortSignal; onPr
 }
 
 async function buildOrReuseTiny(options: { kernel?: string; signal?: AbortSignal; onProgress?: (line: string) => void }): Promise<BootableImage> {
-  const inputs = await locateInputs(options.kernel)
   const recipeDir = join(packageRoot(), 'images', 'tiny')
+  const inputs = await locateInputs(options.kernel, recipeDir)
   const key = await inputKey(inputs, recipeDir)
   const { dir } = await cachedBuild<TinyManifest>(
     'images',
@@ -75,34 +81,25 @@ async function buildOrReuseTiny(options: { kernel?: string; signal?: AbortSignal
   }
 }
 
-async function locateInputs(kernelOverride: string | undefined): Promise<TinyInputs> {
-  const find = async (what: string): Promise<string> => {
-    const requirement = requirements.find((r) => r.what.includes(what)) as Requirement
-    const path = await requirement.locate()
-    if (!path) {
-      throw new HostError(`the tiny image needs ${requirement.what}, which this host lacks`, `${installCommand([requirement.debianPackage])} (or run: vmharness doctor --install)`)
-    }
-    return path
-  }
-  const kernel = kernelOverride ?? (await find('guest kernel'))
+async function locateInputs(kernelOverride: string | undefined, recipeDir: string): Promise<TinyInputs> {
+  const kernel = kernelOverride ?? (await locateRequired('guest-kernel'))
   if (!existsSync(kernel)) throw new ImageError(`kernel ${kernel} does not exist`, 'tiny')
-  const dropbear = await find('dropbear')
   return {
     kernel,
-    modulesDir: join('/lib/modules', kernelRelease(kernel)),
-    busybox: await find('busybox'),
-    dropbear,
-    dropbearconvert: join(dirname(dropbear), '..', 'bin', 'dropbearconvert'),
-    sftpServer: await find('sftp-server'),
-    mkfs: await find('mkfs.ext4'),
-    qemuImg: await find('qemu-img'),
+    modules: await moduleFiles(join('/lib/modules', kernelRelease(kernel)), recipeDir),
+    busybox: await locateRequired('busybox-static'),
+    dropbear: await locateRequired('dropbear'),
+    dropbearconvert: await locateRequired('dropbearconvert'),
+    sftpServer: await locateRequired('sftp-server'),
+    mkfs: await locateRequired('mkfs-ext4'),
+    qemuImg: await locateRequired('qemu-img'),
   }
 }
 
 /** The modules the recipe names, each preceded by what it depends on (from modules.dep), in load order. */
-async function moduleFiles(inputs: TinyInputs, recipeDir: string): Promise<{ name: string; path: string }[]> {
+async function moduleFiles(modulesDir: string, recipeDir: string): Promise<KernelModule[]> {
   const wanted = (await readFile(join(recipeDir, 'modules-order'), 'utf8')).split('\n').filter(Boolean)
-  const depFile = await readFile(join(inputs.modulesDir, 'modules.dep'), 'utf8').catch(() => '')
+  const depFile = await readFile(join(modulesDir, 'modules.dep'), 'utf8').catch(() => '')
   const dependencies = new Map<string, string[]>()
   for (const line of depFile.split('\n')) {
     const [module, deps] = line.split(':')
@@ -119,7 +116,7 @@ async function moduleFiles(inputs: TinyInputs, recipeDir: string): Promise<{ nam
     const relative = relativeByName.get(name) ?? relativeByName.get(name.replaceAll('-', '_'))
     if (relative) visit(relative)
   }
-  return ordered.map((relative) => ({ name: moduleName(relative), path: join(inputs.modulesDir, relative) }))
+  return ordered.map((relative) => ({ name: moduleName(relative), path: join(modulesDir, relative) }))
 }
 
 function moduleName(relativePath: string): string {
@@ -129,10 +126,9 @@ function moduleName(relativePath: string): string {
 async function inputKey(inputs: TinyInputs, recipeDir: string): Promise<string> {
   const hash = new ContentHash().text('recipe', recipeVersion)
   for (const file of await listFiles(recipeDir)) await hash.file(`recipe:${file.slice(recipeDir.length)}`, file)
-  for (const [label, path] of Object.entries(inputs)) {
-    if (label !== 'modulesDir' && label !== 'mkfs' && label !== 'qemuImg') await hash.file(label, path)
-  }
-  for (const module of await moduleFiles(inputs, recipeDir)) await hash.file(`module:${module.name}`, module.path)
+  // The tools that only assemble the image (mkfs, qemu-img) do not change what the guest runs.
+  for (const label of ['kernel', 'busybox', 'dropbear', 'dropbearconvert', 'sftpServer'] as const) await hash.file(label, inputs[label])
+  for (const module of inputs.modules) await hash.file(`module:${module.name}`, module.path)
   return hash.digest()
 }
 
@@ -145,7 +141,7 @@ async function listFiles(dir: string): Promise<string[]> {
 }
 
 async function buildTiny(work: string, inputs: TinyInputs, recipeDir: string, key: string): Promise<TinyManifest> {
-  const modules = await moduleFiles(inputs, recipeDir)
+  const modules = inputs.modules
   await copyFile(inputs.kernel, join(work, 'vmlinuz'))
   await writeFile(join(work, 'initrd.img'), gzipSync(await initramfs(inputs, recipeDir, modules), { level: 6 }))
   const rootfs = join(work, 'rootfs')
@@ -153,12 +149,13 @@ async function buildTiny(work: string, inputs: TinyInputs, recipeDir: string, ke
   const raw = join(work, 'disk.raw')
   await execa(inputs.mkfs, ['-q', '-F', '-L', 'vmharness-root', '-E', 'root_owner=0:0', '-d', rootfs, raw, '128M'])
   await execa(inputs.qemuImg, ['convert', '-f', 'raw', '-O', 'qcow2', raw, join(work, 'disk.qcow2')])
-  await execa('rm', ['-rf', rootfs, raw])
+  await rm(rootfs, { recursive: true, force: true })
+  await rm(raw, { force: true })
   await chmod(join(work, 'disk.qcow2'), 0o444)
   return { key, kernelRelease: kernelRelease(inputs.kernel), modules: modules.map((m) => m.name), builtAt: new Date().toISOString() }
 }
 
-async function initramfs(inputs: TinyInputs, recipeDir: string, modules: { name: string; path: string }[]): Promise<Buffer> {
+async function initramfs(inputs: TinyInputs, recipeDir: string, modules: KernelModule[]): Promise<Buffer> {
   const entries: CpioEntry[] = [
     ...['dev', 'proc', 'sys', 'newroot', 'bin', 'etc', 'lib', 'lib/modules'].map((path): CpioEntry => ({ path, type: 'dir' })),
     { path: 'dev/console', type: 'char', major: 5, minor: 1, mode: 0o600 },
