@@ -73,3 +73,10 @@ export interface Hypervisor {
   /** The last lines the guest printed on its console (empty where there is no console). */
   consoleTail(vm: VmHandle, lines: number): Promise<string>
 }
+
+/** "signal SIGKILL" or "exit code 1", plus the first lines of stderr when there are any. */
+export function describeExit(info: ExitInfo, stderrLines = 0): string {
+  const ending = info.signal ? `signal ${info.signal}` : `exit code ${info.exitCode}`
+  const stderr = info.stderr.trim().split('\n').slice(0, stderrLines).join('\n')
+  return stderr ? `${ending}: ${stderr}` : ending
+}

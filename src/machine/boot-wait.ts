@@ -1,5 +1,5 @@
 import { BootTimeoutError, HypervisorError, isVmHarnessError } from '../errors.js'
-import type { Hypervisor, VmHandle } from '../hypervisor/hypervisor.js'
+import { describeExit, type Hypervisor, type VmHandle } from '../hypervisor/hypervisor.js'
 import { SshSession, type SshTarget } from '../ssh/ssh-session.js'
 import { waitForConsoleText } from './console-watch.js'
 
@@ -21,10 +21,7 @@ export async function waitForBoot(
   const timer = setTimeout(() => deadline.abort(new Error('boot deadline')), options.timeoutMs)
   const signal = options.signal ? AbortSignal.any([options.signal, deadline.signal]) : deadline.signal
   const processEnded = vm.exited.then(async (info) => {
-    throw new HypervisorError(`the VM process ended during boot (${info.signal ? `signal ${info.signal}` : `exit code ${info.exitCode}`})${info.stderr.trim() ? `: ${info.stderr.trim().split('\n').slice(0, 5).join('\n')}` : ''}`, {
-      vm: vm.name,
-      consoleTail: await hypervisor.consoleTail(vm, 20),
-    })
+    throw new HypervisorError(`the VM process ended during boot (${describeExit(info, 5)})`, { vm: vm.name, consoleTail: await hypervisor.consoleTail(vm, 20) })
   })
   try {
     const ready = async () => {

@@ -1,21 +1,20 @@
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
 import { HypervisorError } from '../../errors.js'
-import { acceleratorVerdict, chooseAccelerator, requireBinary } from '../../host/accelerator.js'
-import { findBinary } from '../../host/find-binary.js'
+import { acceleratorVerdict, chooseAccelerator } from '../../host/accelerator.js'
 import { freeLoopbackPort } from '../../host/free-port.js'
+import { locateRequired } from '../../host/requirements.js'
 import { runDir } from '../../host/run-dir.js'
-import type { BootableImage } from '../../images/bootable-image.js'
+import { hostTscKhz } from '../../host/tsc-frequency.js'
 import { hostnameFor, writeSeedIso } from '../../images/nocloud-seed.js'
 import { resolveImage } from '../../images/resolve-image.js'
 import type { ResolvedSpec } from '../../spec/vm-spec.js'
 import { generateKeyPair, runClientKey } from '../../ssh/keys.js'
 import { consoleLogTail } from '../console-text.js'
-import type { ConsoleEndpoint, ExitInfo, Feature, Hypervisor, PrepareOptions, VmHandle, VmState } from '../hypervisor.js'
+import { describeExit, type ConsoleEndpoint, type ExitInfo, type Feature, type Hypervisor, type PrepareOptions, type SshEndpoint, type VmHandle, type VmState } from '../hypervisor.js'
 import { buildQemuArgv, type QemuLaunch } from './qemu-argv.js'
 import { QmpClient } from './qmp-client.js'
 import { spawnQemu, type QemuProcess } from './qemu-process.js'
@@ -24,14 +23,19 @@ const guestAddress = '10.0.2.15'
 const forcedStopGraceMs = 2_000
 const portAttempts = 4
 
+interface HostTools {
+  qemu: string
+  qemuImg: string
+  setpriv: string
+}
+
 interface QemuVm {
-  handle: VmHandle
   dir: string
   launch: QemuLaunch
-  image: BootableImage
+  /** The handle's own endpoint object: its port is filled in at start. */
+  ssh: SshEndpoint
   process?: QemuProcess
   qmp?: QmpClient
-  destroyed: boolean
   settleExit: (info: ExitInfo) => void
 }
 
@@ -40,11 +44,10 @@ export class QemuHypervisor implements Hypervisor {
   readonly name = 'qemu' as const
   readonly features: ReadonlySet<Feature> = new Set<Feature>(['suspend', 'ssh', 'console'])
   private readonly vms = new Map<string, QemuVm>()
+  private tools: Promise<HostTools> | undefined
 
   async prepare(spec: ResolvedSpec, options: PrepareOptions = {}): Promise<VmHandle> {
-    const qemu = requireBinary(await findBinary('qemu-system-x86_64'), 'qemu-system-x86_64', 'qemu-system-x86')
-    const qemuImg = requireBinary(await findBinary('qemu-img'), 'qemu-img', 'qemu-utils')
-    requireBinary(await findBinary('setpriv'), 'setpriv', 'util-linux')
+    const { qemu, qemuImg } = await this.hostTools()
     const image = await resolveImage(spec, options)
     const accel = await chooseAccelerator(spec.accel, () => acceleratorVerdict({ qemu, kernel: image.kernel ?? '/boot/vmlinuz' }))
     const id = randomBytes(4).toString('hex')
@@ -71,20 +74,11 @@ export class QemuHypervisor implements Hypervisor {
         consoleSocket: join(dir, 'console.sock'),
         consoleLog: join(dir, 'console.log'),
       }
+      const ssh: SshEndpoint = { host: '127.0.0.1', port: 0, user: image.sshUser, hostKey: hostKey.publicKey }
       let settleExit!: (info: ExitInfo) => void
       const exited = new Promise<ExitInfo>((resolve) => (settleExit = resolve))
-      const handle: VmHandle = {
-        id,
-        name: spec.name,
-        backend: 'qemu',
-        spec,
-        ssh: { host: '127.0.0.1', port: 0, user: image.sshUser, hostKey: hostKey.publicKey },
-        readyMarker: image.readyMarker,
-        accel,
-        exited,
-      }
-      this.vms.set(id, { handle, dir, launch, image, destroyed: false, settleExit })
-      return handle
+      this.vms.set(id, { dir, launch, ssh, settleExit })
+      return { id, name: spec.name, backend: 'qemu', spec, ssh, readyMarker: image.readyMarker, accel, exited }
     } catch (error) {
       await rm(dir, { recursive: true, force: true })
       throw error
@@ -94,16 +88,13 @@ export class QemuHypervisor implements Hypervisor {
   async start(vm: VmHandle, options: { signal?: AbortSignal } = {}): Promise<void> {
     const record = this.record(vm)
     if (record.process) throw new HypervisorError('is already started', { vm: vm.name })
-    const qemu = requireBinary(await findBinary('qemu-system-x86_64'), 'qemu-system-x86_64', 'qemu-system-x86')
-    const setpriv = requireBinary(await findBinary('setpriv'), 'setpriv', 'util-linux')
+    const { qemu, setpriv } = await this.hostTools()
     for (let attempt = 1; ; attempt++) {
-      const port = await freeLoopbackPort()
-      record.launch.sshHostPort = port
-      ;(vm.ssh as { port: number }).port = port
+      record.launch.sshHostPort = record.ssh.port = await freeLoopbackPort()
       const process = await spawnQemu(setpriv, qemu, buildQemuArgv(record.launch), record.dir)
       record.process = process
       try {
-        record.qmp = await this.connectMonitor(record, process, options.signal)
+        record.qmp = await connectMonitor(record.launch.qmpSocket, process, options.signal)
         void process.exited.then((info) => {
           record.qmp?.close()
           record.settleExit(info)
@@ -114,36 +105,18 @@ export class QemuHypervisor implements Hypervisor {
         const info = await process.exited
         record.process = undefined
         if (/host forwarding rule|Address already in use/.test(info.stderr) && attempt < portAttempts) continue
-        throw new HypervisorError(`QEMU failed to start: ${firstLines(info.stderr) || (error as Error).message}`, {
+        throw new HypervisorError(`QEMU failed to start: ${info.stderr.trim() ? describeExit(info, 5) : (error as Error).message}`, {
           vm: vm.name,
           cause: error,
           consoleTail: await consoleLogTail(record.launch.consoleLog, 20),
-          consoleLogPath: record.launch.consoleLog,
         })
       }
     }
   }
 
-  private async connectMonitor(record: QemuVm, process: QemuProcess, signal?: AbortSignal): Promise<QmpClient> {
-    const exitedEarly = process.exited.then((info) => {
-      throw new Error(`QEMU exited during start-up (${describeExit(info)})`)
-    })
-    return Promise.race([QmpClient.connect(record.launch.qmpSocket, { timeoutMs: 30_000, signal }), exitedEarly])
-  }
-
   async stop(vm: VmHandle, timeoutMs: number): Promise<void> {
-    const record = this.record(vm, { allowDestroyed: true })
-    const process = record.process
-    if (!process || (await isSettled(process.exited))) return
-    process.markRequested()
-    if (record.qmp && !record.qmp.closed && timeoutMs > 0) {
-      await record.qmp.execute('system_powerdown', undefined, 5_000).catch(() => undefined)
-      if (await exitsWithin(process, timeoutMs)) return
-    }
-    process.kill('SIGTERM')
-    if (await exitsWithin(process, forcedStopGraceMs)) return
-    process.kill('SIGKILL')
-    await process.exited
+    const record = this.vms.get(vm.id)
+    if (record) await stopProcess(record, timeoutMs)
   }
 
   async suspend(vm: VmHandle): Promise<void> {
@@ -156,24 +129,21 @@ export class QemuHypervisor implements Hypervisor {
 
   async destroy(vm: VmHandle): Promise<void> {
     const record = this.vms.get(vm.id)
-    if (!record || record.destroyed) return
-    record.destroyed = true
-    await this.stop(vm, 0)
+    if (!record) return
+    this.vms.delete(vm.id)
+    await stopProcess(record, 0)
     record.qmp?.close()
     if (!record.process) record.settleExit({ exitCode: null, signal: null, requested: true, stderr: '' })
     await rm(record.dir, { recursive: true, force: true })
-    this.vms.delete(vm.id)
   }
 
   async state(vm: VmHandle): Promise<VmState> {
     const record = this.vms.get(vm.id)
-    if (!record || record.destroyed) return { status: 'destroyed' }
+    if (!record) return { status: 'destroyed' }
     const process = record.process
     if (!process) return { status: 'prepared' }
-    if (await isSettled(process.exited)) {
-      const info = await process.exited
-      return { status: info.requested || info.exitCode === 0 ? 'stopped' : 'crashed', detail: describeExit(info) }
-    }
+    const exit = process.exitInfo
+    if (exit) return { status: exit.requested || exit.exitCode === 0 ? 'stopped' : 'crashed', detail: describeExit(exit) }
     try {
       const status = await this.monitor(vm).execute<{ status: string; running: boolean }>('query-status', undefined, 5_000)
       return { status: status.running ? 'running' : 'paused', pid: process.pid, detail: status.status }
@@ -188,8 +158,8 @@ export class QemuHypervisor implements Hypervisor {
   }
 
   consoleEndpoint(vm: VmHandle): ConsoleEndpoint {
-    const record = this.record(vm)
-    return { kind: 'unix-socket', path: record.launch.consoleSocket, logPath: record.launch.consoleLog }
+    const { launch } = this.record(vm)
+    return { kind: 'unix-socket', path: launch.consoleSocket, logPath: launch.consoleLog }
   }
 
   async consoleTail(vm: VmHandle, lines: number): Promise<string> {
@@ -199,13 +169,14 @@ export class QemuHypervisor implements Hypervisor {
 
   /** The full command line this VM runs (or would run) with, for reproducing it by hand. */
   commandLine(vm: VmHandle, sshHostPort?: number): string[] {
-    const record = this.record(vm)
-    return buildQemuArgv({ ...record.launch, sshHostPort: sshHostPort ?? record.launch.sshHostPort })
+    const { launch } = this.record(vm)
+    return buildQemuArgv({ ...launch, sshHostPort: sshHostPort ?? launch.sshHostPort })
   }
 
-  /** The QEMU process's stderr so far (for error messages). */
-  processOutput(vm: VmHandle): string {
-    return this.vms.get(vm.id)?.process?.stderr() ?? ''
+  private hostTools(): Promise<HostTools> {
+    this.tools ??= (async () => ({ qemu: await locateRequired('qemu-system'), qemuImg: await locateRequired('qemu-img'), setpriv: await locateRequired('setpriv') }))()
+    this.tools.catch(() => (this.tools = undefined))
+    return this.tools
   }
 
   private monitor(vm: VmHandle): QmpClient {
@@ -214,55 +185,45 @@ export class QemuHypervisor implements Hypervisor {
     return record.qmp
   }
 
-  private record(vm: VmHandle, options: { allowDestroyed?: boolean } = {}): QemuVm {
+  private record(vm: VmHandle): QemuVm {
     const record = this.vms.get(vm.id)
-    if (!record) {
-      if (options.allowDestroyed) return { destroyed: true } as QemuVm
-      throw new HypervisorError('was destroyed, or was not prepared by this backend', { vm: vm.name })
-    }
-    if (record.destroyed && !options.allowDestroyed) throw new HypervisorError('was destroyed', { vm: vm.name })
+    if (!record) throw new HypervisorError('was destroyed, or was not prepared by this backend', { vm: vm.name })
     return record
+  }
+}
+
+function connectMonitor(qmpSocket: string, process: QemuProcess, signal?: AbortSignal): Promise<QmpClient> {
+  const exitedEarly = process.exited.then((info) => {
+    throw new Error(`QEMU exited during start-up (${describeExit(info)})`)
+  })
+  return Promise.race([QmpClient.connect(qmpSocket, { timeoutMs: 30_000, signal }), exitedEarly])
+}
+
+/** Graceful, then forced: ACPI power-off (when given time), SIGTERM, SIGKILL. */
+async function stopProcess(record: QemuVm, timeoutMs: number): Promise<void> {
+  const process = record.process
+  if (!process || process.exitInfo) return
+  process.markRequested()
+  if (record.qmp && !record.qmp.closed && timeoutMs > 0) {
+    await record.qmp.execute('system_powerdown', undefined, 5_000).catch(() => undefined)
+    if (await exitsWithin(process, timeoutMs)) return
+  }
+  process.kill('SIGTERM')
+  if (await exitsWithin(process, forcedStopGraceMs)) return
+  process.kill('SIGKILL')
+  await process.exited
+}
+
+async function exitsWithin(process: QemuProcess, ms: number): Promise<boolean> {
+  const timer = new AbortController()
+  try {
+    return await Promise.race([process.exited.then(() => true), sleep(ms, false, { signal: timer.signal })])
+  } finally {
+    timer.abort()
   }
 }
 
 /** microvm under TCG hangs in some boots while calibrating the TSC unless told its frequency. */
 function machineKernelArgs(spec: ResolvedSpec, accel: 'kvm' | 'tcg'): string[] {
-  if (spec.machine !== 'microvm' || accel !== 'tcg') return []
-  return [`tsc_early_khz=${hostTscKhz()}`]
-}
-
-let tscKhz: number | undefined
-function hostTscKhz(): number {
-  if (tscKhz === undefined) {
-    const text = readFileSyncOrEmpty('/proc/cpuinfo')
-    const mhz = Number(/cpu MHz\s*:\s*([\d.]+)/.exec(text)?.[1] ?? '2000')
-    tscKhz = Math.round(mhz * 1000)
-  }
-  return tscKhz
-}
-
-function readFileSyncOrEmpty(path: string): string {
-  try {
-    return readFileSync(path, 'utf8')
-  } catch {
-    return ''
-  }
-}
-
-async function isSettled(promise: Promise<unknown>): Promise<boolean> {
-  const pending = Symbol('pending')
-  return (await Promise.race([promise, Promise.resolve(pending)])) !== pending
-}
-
-async function exitsWithin(process: QemuProcess, ms: number): Promise<boolean> {
-  const timer = sleep(ms).then(() => false)
-  return Promise.race([process.exited.then(() => true), timer])
-}
-
-function describeExit(info: ExitInfo): string {
-  return info.signal ? `signal ${info.signal}` : `exit code ${info.exitCode}`
-}
-
-function firstLines(text: string): string {
-  return text.trim().split('\n').slice(0, 5).join('\n')
+  return spec.machine === 'microvm' && accel === 'tcg' ? [`tsc_early_khz=${hostTscKhz()}`] : []
 }

@@ -1,14 +1,16 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
-import type { ExitInfo } from '../hypervisor.js'
+import { HypervisorError } from '../../errors.js'
+import { describeExit, type ExitInfo } from '../hypervisor.js'
 
 const stderrLimit = 16 * 1024
 
 export interface QemuProcess {
   pid: number
   exited: Promise<ExitInfo>
-  stderr(): string
+  /** Set once the process has ended. */
+  readonly exitInfo: ExitInfo | undefined
   /** Marks the coming exit as asked for, then sends the signal. */
   kill(signal: 'SIGTERM' | 'SIGKILL'): void
   markRequested(): void
@@ -33,20 +35,23 @@ export async function spawnQemu(setpriv: string, qemu: string, argv: string[], v
     stderr = (stderr + chunk).slice(-stderrLimit)
   })
   let requested = false
+  let exitInfo: ExitInfo | undefined
   const exited: Promise<ExitInfo> = subprocess.then(
-    (result) => ({ exitCode: result.exitCode ?? null, signal: result.signal ?? null, requested, stderr }),
-    (error: { exitCode?: number; signal?: string }) => ({ exitCode: error.exitCode ?? null, signal: error.signal ?? null, requested, stderr }),
+    (result) => (exitInfo = { exitCode: result.exitCode ?? null, signal: result.signal ?? null, requested, stderr }),
+    (error: { exitCode?: number; signal?: string }) => (exitInfo = { exitCode: error.exitCode ?? null, signal: error.signal ?? null, requested, stderr }),
   )
   const pid = subprocess.pid
   if (pid === undefined) {
     const info = await exited
-    throw Object.assign(new Error(`could not spawn ${setpriv}: ${info.stderr}`), { info })
+    throw new HypervisorError(`could not spawn QEMU through ${setpriv}: ${describeExit(info, 5)}`)
   }
   await writeFile(join(vmDir, 'qemu.pid'), String(pid), { mode: 0o600 })
   return {
     pid,
     exited,
-    stderr: () => stderr,
+    get exitInfo() {
+      return exitInfo
+    },
     markRequested: () => {
       requested = true
     },
