@@ -112,6 +112,17 @@ export class SshError extends VmHarnessError {
   }
 }
 
+/** The guest presented a host key other than the pinned one: never retried, never accepted. */
+export class HostKeyMismatchError extends SshError {
+  constructor(
+    endpoint: string,
+    readonly expectedFingerprint: string,
+    readonly presentedFingerprint: string,
+  ) {
+    super(`host key mismatch: expected ${expectedFingerprint}, the guest presented ${presentedFingerprint}`, endpoint)
+  }
+}
+
 export interface CommandResult {
   command: string
   stdout: string

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import pRetry, { AbortError } from 'p-retry'
 import ssh2 from 'ssh2'
 import type { ClientChannel, SFTPWrapper } from 'ssh2'
-import { SshError } from '../errors.js'
+import { HostKeyMismatchError, SshError } from '../errors.js'
 import { publicKeyBlob } from './keys.js'
 
 export interface SshTarget {
@@ -74,7 +74,7 @@ export class SshSession {
             return await connectOnce(target, endpoint, Math.min(options.attemptTimeoutMs ?? 3_000, Math.max(1, options.timeoutMs - (Date.now() - started))))
           } catch (error) {
             lastError = error as Error
-            if (error instanceof SshError && error.message.includes('host key')) throw new AbortError(error)
+            if (error instanceof HostKeyMismatchError) throw new AbortError(error)
             throw error
           }
         },
@@ -191,7 +191,7 @@ function connectOnce(target: SshTarget, endpoint: string, timeoutMs: number): Pr
     })
     client.once('error', (error) => {
       if (presented && !presented.equals(expected)) {
-        fail(new SshError(`host key mismatch: expected ${fingerprint(expected)}, the guest presented ${fingerprint(presented)}`, endpoint))
+        fail(new HostKeyMismatchError(endpoint, fingerprint(expected), fingerprint(presented)))
       } else {
         fail(error)
       }
