@@ -39,6 +39,8 @@ export interface VmHandle {
   readonly ssh: SshEndpoint | undefined
   /** A line the guest prints on its console once ready, if its image has one. */
   readonly readyMarker: string | undefined
+  /** A line the guest prints when it cannot become ready, if its image has one. */
+  readonly failureMarker: string | undefined
   readonly accel: 'kvm' | 'tcg' | 'none'
   /** Settles when the VM process ends, whatever the reason. Never rejects. */
   readonly exited: Promise<ExitInfo>

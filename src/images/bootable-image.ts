@@ -7,5 +7,7 @@ export interface BootableImage {
   kernelArgs: string[]
   /** A line the guest prints on its serial console once sshd listens. */
   readyMarker?: string
+  /** A line the guest prints (followed by the reason) when it cannot become ready. */
+  failureMarker?: string
   sshUser: string
 }

@@ -15,6 +15,7 @@ import { sharedLibraries } from './shared-libraries.js'
 
 const recipeVersion = '1'
 export const tinyReadyMarker = 'VMHARNESS_READY'
+export const tinyFailureMarker = 'VMHARNESS_BOOT_FAILED'
 
 interface TinyManifest {
   key: string
@@ -77,6 +78,7 @@ async function buildOrReuseTiny(options: { kernel?: string; signal?: AbortSignal
     disk: join(dir, 'disk.qcow2'),
     kernelArgs: ['console=ttyS0', 'root=/dev/vda', 'rw', 'quiet', 'panic=-1', 'mitigations=off', 'no_timer_check', 'cryptomgr.notests'],
     readyMarker: tinyReadyMarker,
+    failureMarker: tinyFailureMarker,
     sshUser: 'root',
   }
 }

@@ -28,7 +28,11 @@ export async function waitForBoot(
       const endpoint = hypervisor.consoleEndpoint(vm)
       if (vm.readyMarker && endpoint.kind === 'unix-socket') {
         stage = 'waiting for the console ready marker'
-        await waitForConsoleText(endpoint.logPath, vm.readyMarker, { signal })
+        const markers = vm.failureMarker ? [vm.readyMarker, vm.failureMarker] : [vm.readyMarker]
+        const seen = await waitForConsoleText(endpoint.logPath, markers, { signal })
+        if (seen.marker === vm.failureMarker) {
+          throw new HypervisorError(`the guest reported that it cannot become ready: ${seen.rest}`, { vm: vm.name, consoleTail: await hypervisor.consoleTail(vm, 20) })
+        }
         stage = 'console ready marker seen, connecting SSH'
       } else {
         stage = 'connecting SSH'

@@ -1,10 +1,14 @@
 import { open } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 
-/** Resolves when `marker` appears in the console log (bytes, not lines: the log holds escape codes). */
-export async function waitForConsoleText(logPath: string, marker: string, options: { signal: AbortSignal; pollMs?: number }): Promise<void> {
+/**
+ * Resolves with the first of `markers` to appear in the console log, and the rest of that line
+ * (bytes, not lines, are searched: the log holds escape codes).
+ */
+export async function waitForConsoleText(logPath: string, markers: string[], options: { signal: AbortSignal; pollMs?: number }): Promise<{ marker: string; rest: string }> {
+  const longest = Math.max(...markers.map((marker) => marker.length))
   let offset = 0
-  let carry = ''
+  let seen = ''
   for (;;) {
     options.signal.throwIfAborted()
     const file = await open(logPath, 'r').catch(() => undefined)
@@ -15,14 +19,21 @@ export async function waitForConsoleText(logPath: string, marker: string, option
           const buffer = Buffer.alloc(size - offset)
           await file.read(buffer, 0, buffer.length, offset)
           offset = size
-          const text = carry + buffer.toString('latin1')
-          if (text.includes(marker)) return
-          carry = text.slice(-marker.length)
+          seen += buffer.toString('latin1')
+          for (const marker of markers) {
+            const at = seen.indexOf(marker)
+            // Wait for the end of the marker's line, so the reason after it is complete.
+            const lineEnd = at >= 0 ? seen.indexOf('\n', at) : -1
+            if (lineEnd >= 0) return { marker, rest: seen.slice(at + marker.length, lineEnd).replace(/^[:\s]+|\s+$/g, '') }
+          }
+          const lastMarkerStart = Math.max(0, seen.length - longest - 4096)
+          seen = seen.slice(lastMarkerStart)
         }
       } finally {
         await file.close()
       }
     }
-    await sleep(options.pollMs ?? 20, undefined, { signal: options.signal })
+    // sleep rejects only on abort; rethrow the signal's own reason, as throwIfAborted does above.
+    await sleep(options.pollMs ?? 20, undefined, { signal: options.signal }).catch(() => options.signal.throwIfAborted())
   }
 }

@@ -25,7 +25,7 @@ export class NoopHypervisor implements Hypervisor {
     const exited = new Promise<ExitInfo>((resolve) => (settleExit = resolve))
     this.vms.set(id, { status: 'prepared', settleExit })
     this.calls.push(`prepare ${spec.name}`)
-    return { id, name: spec.name, backend: 'noop', spec, ssh: undefined, readyMarker: undefined, accel: 'none', exited }
+    return { id, name: spec.name, backend: 'noop', spec, ssh: undefined, readyMarker: undefined, failureMarker: undefined, accel: 'none', exited }
   }
 
   async start(vm: VmHandle): Promise<void> {

@@ -78,7 +78,7 @@ export class QemuHypervisor implements Hypervisor {
       let settleExit!: (info: ExitInfo) => void
       const exited = new Promise<ExitInfo>((resolve) => (settleExit = resolve))
       this.vms.set(id, { dir, launch, ssh, settleExit })
-      return { id, name: spec.name, backend: 'qemu', spec, ssh, readyMarker: image.readyMarker, accel, exited }
+      return { id, name: spec.name, backend: 'qemu', spec, ssh, readyMarker: image.readyMarker, failureMarker: image.failureMarker, accel, exited }
     } catch (error) {
       await rm(dir, { recursive: true, force: true })
       throw error
