@@ -37,7 +37,7 @@ export async function waitForBoot(
       } else {
         stage = 'connecting SSH'
       }
-      return SshSession.connect(target, { timeoutMs: Math.max(1, options.timeoutMs), signal, attemptTimeoutMs: 2_000 })
+      return SshSession.connect(target, { timeoutMs: Math.max(1, options.timeoutMs), signal })
     }
     return await Promise.race([ready(), processEnded])
   } catch (error) {

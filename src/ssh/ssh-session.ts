@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { connect, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pRetry, { AbortError } from 'p-retry'
 import ssh2 from 'ssh2'
@@ -18,8 +19,12 @@ export interface SshTarget {
 export interface ConnectOptions {
   timeoutMs: number
   signal?: AbortSignal
-  /** Per attempt: user-mode networking accepts at once and then stalls, so attempts stay short. */
-  attemptTimeoutMs?: number
+  /**
+   * How long one attempt waits for the server's SSH banner. User-mode networking accepts at once
+   * and then stalls while the guest is not listening, so this stays short; once the banner has
+   * come, the handshake has the rest of `timeoutMs`.
+   */
+  bannerTimeoutMs?: number
 }
 
 export interface ExecOptions {
@@ -65,25 +70,31 @@ export class SshSession {
 
   static async connect(target: SshTarget, options: ConnectOptions): Promise<SshSession> {
     const endpoint = `${target.user}@${target.host}:${target.port}`
-    const started = Date.now()
+    const deadline = Date.now() + options.timeoutMs
+    let attempts = 0
     let lastError: Error | undefined
     try {
-      return await pRetry(
+      const client = await pRetry(
         async () => {
+          attempts++
           try {
-            return await connectOnce(target, endpoint, Math.min(options.attemptTimeoutMs ?? 3_000, Math.max(1, options.timeoutMs - (Date.now() - started))))
+            return await connectOnce(target, endpoint, { bannerTimeoutMs: options.bannerTimeoutMs ?? 2_000, deadline, signal: options.signal })
           } catch (error) {
-            lastError = error as Error
-            if (error instanceof HostKeyMismatchError) throw new AbortError(error)
+            // A banner wait that the deadline cut short says less than the attempt before it.
+            if (!(error instanceof CutShort) || !lastError) lastError = error as Error
+            if (error instanceof HostKeyMismatchError || error instanceof NotSsh) throw new AbortError(error)
             throw error
           }
         },
         { retries: Number.MAX_SAFE_INTEGER, minTimeout: 50, maxTimeout: 250, factor: 1.5, randomize: false, maxRetryTime: options.timeoutMs, signal: options.signal },
-      ).then((client) => new SshSession(client, endpoint))
+      )
+      return new SshSession(client, endpoint)
     } catch (error) {
-      if (error instanceof SshError) throw error
-      if (options.signal?.aborted) throw new SshError('connecting was aborted', endpoint, { cause: options.signal.reason })
-      throw new SshError(`no SSH session within ${options.timeoutMs} ms (last error: ${lastError?.message ?? String(error)})`, endpoint, { cause: lastError ?? error })
+      if (error instanceof HostKeyMismatchError) throw error
+      if (error instanceof NotSsh) throw new SshError(error.message, endpoint)
+      const last = lastError ? `last attempt: ${lastError.message}` : 'no attempt finished'
+      if (options.signal?.aborted) throw new SshError(`connecting was aborted after ${attempts} attempts (${last})`, endpoint, { cause: lastError ?? options.signal.reason })
+      throw new SshError(`no SSH session within ${options.timeoutMs} ms, ${attempts} attempts (${last})`, endpoint, { cause: lastError ?? error })
     }
   }
 
@@ -172,18 +183,32 @@ class ExecRefused extends Error {
   }
 }
 
-function connectOnce(target: SshTarget, endpoint: string, timeoutMs: number): Promise<ssh2.Client> {
+/**
+ * One attempt in two phases: a TCP connection that must show the server's banner within
+ * `bannerTimeoutMs`, then the SSH handshake with the time left. A handshake in progress is never
+ * cut short: each abandoned connection can hold one of dropbear's five pre-auth slots for minutes.
+ */
+async function connectOnce(target: SshTarget, endpoint: string, limits: { bannerTimeoutMs: number; deadline: number; signal?: AbortSignal }): Promise<ssh2.Client> {
+  const remaining = () => Math.max(1, limits.deadline - Date.now())
+  const bannerWindow = Math.min(limits.bannerTimeoutMs, remaining())
+  const socket = await openToBanner(target.host, target.port, bannerWindow, limits.signal).catch((error: Error) => {
+    throw error instanceof NoBanner && bannerWindow < limits.bannerTimeoutMs ? new CutShort(error.message) : error
+  })
   const expected = publicKeyBlob(target.hostKey)
   return new Promise((resolve, reject) => {
     const client = new ssh2.Client()
     let presented: Buffer | undefined
+    const onAbort = () => fail(new Error('aborted during the SSH handshake'))
     const fail = (error: Error) => {
+      limits.signal?.removeEventListener('abort', onAbort)
       client.removeAllListeners()
       client.on('error', () => undefined)
       client.destroy()
       reject(error)
     }
+    limits.signal?.addEventListener('abort', onAbort, { once: true })
     client.once('ready', () => {
+      limits.signal?.removeEventListener('abort', onAbort)
       client.removeAllListeners('error')
       client.on('error', () => undefined)
       client.setNoDelay(true)
@@ -197,16 +222,52 @@ function connectOnce(target: SshTarget, endpoint: string, timeoutMs: number): Pr
       }
     })
     client.connect({
-      host: target.host,
-      port: target.port,
+      sock: socket,
       username: target.user,
       privateKey: target.privateKey,
-      readyTimeout: timeoutMs,
+      readyTimeout: remaining(),
       hostVerifier: (key: Buffer) => {
         presented = key
         return key.equals(expected)
       },
     })
+  })
+}
+
+class NoBanner extends Error {}
+/** A banner wait shorter than asked for, because the overall deadline came first. */
+class CutShort extends Error {}
+/** The port answers, but not with SSH: retrying cannot help. */
+class NotSsh extends Error {}
+
+/** A TCP connection on which the server's `SSH-` banner has arrived; the banner is left unread for ssh2. */
+function openToBanner(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port })
+    const fail = (error: Error) => {
+      settle()
+      socket.destroy()
+      reject(error)
+    }
+    const onTimeout = () => fail(new NoBanner(`no SSH banner within ${timeoutMs} ms`))
+    const onAbort = () => fail(new Error('aborted while waiting for the SSH banner'))
+    const onClose = () => fail(new Error('connection closed before the SSH banner'))
+    const onData = (chunk: Buffer) => {
+      socket.pause()
+      settle()
+      socket.unshift(chunk)
+      if (chunk.subarray(0, 4).toString('latin1') !== 'SSH-') return fail(new NotSsh(`not an SSH server: ${JSON.stringify(chunk.subarray(0, 40).toString('latin1'))}`))
+      resolve(socket)
+    }
+    const timer = setTimeout(onTimeout, timeoutMs)
+    const settle = () => {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+      socket.off('error', fail).off('close', onClose).off('data', onData)
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    socket.setNoDelay(true)
+    socket.on('error', fail).on('close', onClose).on('data', onData)
   })
 }
 
