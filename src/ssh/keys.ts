@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import ssh2 from 'ssh2'
 import { runDir } from '../host/run-dir.js'
+import { generateEd25519 } from './openssh-key.js'
 
 export interface KeyPair {
   /** OpenSSH private key text. */
@@ -11,8 +11,7 @@ export interface KeyPair {
 }
 
 export function generateKeyPair(comment: string): KeyPair {
-  const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment })
-  return { privateKey: pair.private, publicKey: pair.public }
+  return generateEd25519(comment)
 }
 
 /** The wire-format key blob of an `ssh-ed25519 AAAA…` line: what a server presents during key exchange. */
