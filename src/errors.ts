@@ -89,6 +89,30 @@ export class BootTimeoutError extends HypervisorError {
   }
 }
 
+/** A snapshot could not be saved, found, or restored. */
+export class SnapshotError extends HypervisorError {
+  constructor(
+    message: string,
+    readonly snapshot: string,
+    details: HypervisorErrorDetails = {},
+  ) {
+    super(`snapshot '${snapshot}': ${message}`, details)
+  }
+}
+
+/**
+ * A saved state cannot be loaded into this VM because its devices differ (memory, vCPUs,
+ * machine type, disks): raised before any process starts, never a dead VM.
+ */
+export class SnapshotMismatchError extends SnapshotError {
+  constructor(
+    snapshot: string,
+    readonly differences: string[],
+  ) {
+    super(`was saved from a VM with other devices: ${differences.join('; ')}. Restore it with the spec it was saved from, or save a new snapshot`, snapshot)
+  }
+}
+
 /** A QMP command failed, timed out, or the monitor closed. */
 export class QmpError extends VmHarnessError {
   constructor(

@@ -10,7 +10,7 @@ export interface VmState {
 }
 
 /** What a backend can do beyond prepare/start/stop/destroy/state; anything else is an UnsupportedError. */
-export type Feature = 'suspend' | 'ssh' | 'console'
+export type Feature = 'suspend' | 'ssh' | 'console' | 'snapshot'
 
 export type ConsoleEndpoint = { kind: 'unix-socket'; path: string; logPath: string } | { kind: 'none' }
 
@@ -18,6 +18,8 @@ export interface SshEndpoint {
   host: string
   port: number
   user: string
+  /** The client's OpenSSH private key: the run's key, or the one a restored snapshot was saved with. */
+  privateKey: string
   /** The guest host key the harness generated and planted; no other key is accepted. */
   hostKey: string
 }
@@ -42,8 +44,31 @@ export interface VmHandle {
   /** A line the guest prints when it cannot become ready, if its image has one. */
   readonly failureMarker: string | undefined
   readonly accel: 'kvm' | 'tcg' | 'none'
+  /** The external snapshot this VM starts from instead of booting (`spec.restoreFrom`). */
+  readonly restoredFrom: string | undefined
   /** Settles when the VM process ends, whatever the reason. Never rejects. */
   readonly exited: Promise<ExitInfo>
+}
+
+/**
+ * internal: kept inside the VM's own disk overlay, restored in the same process (per-test rollback).
+ * external: a frozen disk plus a RAM state file in a directory; a new process is started from it,
+ * so any number of VMs can be cloned from one (golden snapshots, warm pools).
+ */
+export type SnapshotKind = 'internal' | 'external'
+
+export interface SnapshotInfo {
+  name: string
+  kind: SnapshotKind
+  /** The directory of an external snapshot: what `spec.restoreFrom` takes. */
+  path: string | undefined
+  createdAt: Date
+}
+
+export interface SnapshotOptions {
+  kind?: SnapshotKind
+  /** Where an external snapshot is written (a directory that must not exist yet); default: in the VM's run directory. */
+  dir?: string
 }
 
 export interface PrepareOptions {
@@ -74,6 +99,11 @@ export interface Hypervisor {
   consoleEndpoint(vm: VmHandle): ConsoleEndpoint
   /** The last lines the guest printed on its console (empty where there is no console). */
   consoleTail(vm: VmHandle, lines: number): Promise<string>
+  /** Saves the whole VM (memory, devices, disk) under `name`, replacing an earlier one of that name. */
+  snapshot(vm: VmHandle, name: string, options?: SnapshotOptions): Promise<SnapshotInfo>
+  /** Puts the VM back to the state saved under `name`; the guest's network connections do not survive. */
+  restore(vm: VmHandle, name: string, options?: { signal?: AbortSignal }): Promise<void>
+  listSnapshots(vm: VmHandle): Promise<SnapshotInfo[]>
 }
 
 /** "signal SIGKILL" or "exit code 1", plus the first lines of stderr when there are any. */

@@ -1,10 +1,10 @@
 import { CommandError, HypervisorError, SpecError, UnsupportedError } from '../errors.js'
-import type { Hypervisor, VmHandle, VmState } from '../hypervisor/hypervisor.js'
+import type { Hypervisor, SnapshotInfo, SnapshotOptions, VmHandle, VmState } from '../hypervisor/hypervisor.js'
 import { chooseBackend, hypervisorFor } from '../hypervisor/router.js'
 import type { VmSpec } from '../spec/vm-spec.js'
 import { resolveSpec } from '../spec/vm-spec.js'
-import { runClientKey } from '../ssh/keys.js'
 import type { ExecOptions, ExecResult, SshSession } from '../ssh/ssh-session.js'
+import { reconnectAfterRestore } from './after-restore.js'
 import { defaultBootTimeoutMs, waitForBoot } from './boot-wait.js'
 
 export interface StartOptions {
@@ -45,11 +45,9 @@ export class Vm implements AsyncDisposable {
       await hypervisor.start(handle, options)
       let session: SshSession | undefined
       if (hypervisor.features.has('ssh') && handle.ssh) {
-        const key = await runClientKey()
-        session = await waitForBoot(hypervisor, handle, { ...handle.ssh, privateKey: key.privateKey }, {
-          timeoutMs: resolved.bootTimeoutMs ?? defaultBootTimeoutMs[handle.accel],
-          signal: options.signal,
-        })
+        session = handle.restoredFrom
+          ? await reconnectAfterRestore(hypervisor, handle, options.signal)
+          : await waitForBoot(hypervisor, handle, handle.ssh, { timeoutMs: resolved.bootTimeoutMs ?? defaultBootTimeoutMs[handle.accel], signal: options.signal })
       }
       return new Vm(hypervisor, handle, session)
     } catch (error) {
@@ -117,6 +115,30 @@ export class Vm implements AsyncDisposable {
     return this.hypervisor.consoleTail(this.handle, lines)
   }
 
+  /**
+   * Saves the VM under `name`. 'internal' (the default) suits rolling one VM back; 'external'
+   * writes a directory that `restoreFrom` can start any number of clones from.
+   */
+  async snapshot(name: string, options: SnapshotOptions = {}): Promise<SnapshotInfo> {
+    if (!this.hypervisor.features.has('snapshot')) throw new UnsupportedError(this.hypervisor.name, 'snapshot')
+    this.requireAlive('snapshot')
+    return this.hypervisor.snapshot(this.handle, name, options)
+  }
+
+  /** Puts the VM back to a snapshot, reconnects SSH and sets the guest clock from the host before returning. */
+  async restore(name: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (!this.hypervisor.features.has('snapshot')) throw new UnsupportedError(this.hypervisor.name, 'restore')
+    this.requireAlive('restore')
+    this.session?.close()
+    this.session = undefined
+    await this.hypervisor.restore(this.handle, name, options)
+    if (this.hypervisor.features.has('ssh')) this.session = await reconnectAfterRestore(this.hypervisor, this.handle, options.signal)
+  }
+
+  listSnapshots(): Promise<SnapshotInfo[]> {
+    return this.hypervisor.listSnapshots(this.handle)
+  }
+
   /** Powers the guest off (ACPI), forcing it after `timeoutMs`. */
   async stop(timeoutMs = 10_000): Promise<void> {
     this.session?.close()
@@ -136,6 +158,10 @@ export class Vm implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.destroy()
+  }
+
+  private requireAlive(operation: string): void {
+    if (this.destroyed) throw new HypervisorError(`cannot ${operation}: the VM was destroyed`, { vm: this.name })
   }
 
   private requireSession(operation: string): SshSession {

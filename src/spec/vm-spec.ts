@@ -1,3 +1,4 @@
+import { join } from 'node:path'
 import { SpecError } from '../errors.js'
 
 export type AcceleratorChoice = 'kvm' | 'tcg' | 'auto'
@@ -15,8 +16,8 @@ export interface ImageFiles {
 export interface VmSpec {
   /** Shown in logs and errors; any characters (it is never passed through a shell). */
   name?: string
-  /** 'tiny', or the files of an image. */
-  image: string | ImageFiles
+  /** 'tiny', or the files of an image. May be left out when `restoreFrom` is given. */
+  image?: string | ImageFiles
   /** MiB of guest memory. */
   memory?: number
   cpus?: number
@@ -30,6 +31,11 @@ export interface VmSpec {
   kernel?: string
   /** Extra words for the guest kernel command line. */
   kernelArgs?: string[]
+  /**
+   * The directory of an external snapshot to start from instead of booting: the VM resumes
+   * exactly where the saved one was (a clone). Memory, cpus and machine must match it.
+   */
+  restoreFrom?: string
 }
 
 export interface ResolvedSpec {
@@ -43,6 +49,7 @@ export interface ResolvedSpec {
   bootTimeoutMs: number | undefined
   kernel: string | undefined
   kernelArgs: string[]
+  restoreFrom: string | undefined
 }
 
 const limits = { memoryMin: 64, memoryMax: 1024 * 1024, cpusMax: 256 }
@@ -50,7 +57,10 @@ const limits = { memoryMin: 64, memoryMax: 1024 * 1024, cpusMax: 256 }
 /** Checks a spec before anything starts and fills in defaults; every problem is a SpecError naming the field. */
 export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env): ResolvedSpec {
   if (typeof spec !== 'object' || spec === null) throw new SpecError('a VM spec must be an object', 'spec')
-  const image = checkImage(spec.image)
+  if (spec.restoreFrom !== undefined && (typeof spec.restoreFrom !== 'string' || spec.restoreFrom.length === 0 || spec.restoreFrom.includes('\0'))) {
+    throw new SpecError('must be the path of a saved snapshot directory', 'restoreFrom')
+  }
+  const image = spec.image === undefined && spec.restoreFrom ? { disk: join(spec.restoreFrom, 'disk.qcow2') } : checkImage(spec.image)
   const memory = checkInteger(spec.memory ?? 256, 'memory', limits.memoryMin, limits.memoryMax, 'MiB')
   const cpus = checkInteger(spec.cpus ?? 1, 'cpus', 1, limits.cpusMax, 'vCPUs')
   const accel = checkChoice(spec.accel ?? (env.VMHARNESS_ACCEL as AcceleratorChoice | undefined) ?? 'auto', 'accel', ['kvm', 'tcg', 'auto'])
@@ -75,6 +85,7 @@ export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env):
     bootTimeoutMs: spec.bootTimeoutMs,
     kernel: spec.kernel,
     kernelArgs: spec.kernelArgs ?? [],
+    restoreFrom: spec.restoreFrom,
   }
 }
 

@@ -1,12 +1,21 @@
 import { randomBytes } from 'node:crypto'
-import { HypervisorError } from '../../errors.js'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { HypervisorError, SnapshotError } from '../../errors.js'
 import type { ResolvedSpec } from '../../spec/vm-spec.js'
-import type { ConsoleEndpoint, ExitInfo, Feature, Hypervisor, VmHandle, VmState, VmStatus } from '../hypervisor.js'
+import type { ConsoleEndpoint, ExitInfo, Feature, Hypervisor, SnapshotInfo, SnapshotOptions, VmHandle, VmState, VmStatus } from '../hypervisor.js'
+
+/** Stands for everything inside a guest: tests of the layers above write to it and check that a restore brings it back. */
+export type NoopGuestState = Record<string, string>
 
 interface NoopVm {
   status: VmStatus
   settleExit: (info: ExitInfo) => void
+  guest: NoopGuestState
+  snapshots: Map<string, { info: SnapshotInfo; guest: NoopGuestState }>
 }
+
+const externalStateFile = 'noop-state.json'
 
 /**
  * An in-memory backend for unit tests of the layers above: it keeps lifecycle state and
@@ -14,7 +23,7 @@ interface NoopVm {
  */
 export class NoopHypervisor implements Hypervisor {
   readonly name = 'noop' as const
-  readonly features: ReadonlySet<Feature> = new Set<Feature>(['suspend'])
+  readonly features: ReadonlySet<Feature> = new Set<Feature>(['suspend', 'snapshot'])
   private readonly vms = new Map<string, NoopVm>()
   /** Every call, in order, for assertions. */
   readonly calls: string[] = []
@@ -23,9 +32,10 @@ export class NoopHypervisor implements Hypervisor {
     const id = randomBytes(4).toString('hex')
     let settleExit!: (info: ExitInfo) => void
     const exited = new Promise<ExitInfo>((resolve) => (settleExit = resolve))
-    this.vms.set(id, { status: 'prepared', settleExit })
-    this.calls.push(`prepare ${spec.name}`)
-    return { id, name: spec.name, backend: 'noop', spec, ssh: undefined, readyMarker: undefined, failureMarker: undefined, accel: 'none', exited }
+    const guest = spec.restoreFrom ? await readExternal(spec.restoreFrom) : {}
+    this.vms.set(id, { status: 'prepared', settleExit, guest, snapshots: new Map() })
+    this.calls.push(`prepare ${spec.name}${spec.restoreFrom ? ' from snapshot' : ''}`)
+    return { id, name: spec.name, backend: 'noop', spec, ssh: undefined, readyMarker: undefined, failureMarker: undefined, accel: 'none', restoredFrom: spec.restoreFrom, exited }
   }
 
   async start(vm: VmHandle): Promise<void> {
@@ -73,6 +83,38 @@ export class NoopHypervisor implements Hypervisor {
     return ''
   }
 
+  async snapshot(vm: VmHandle, name: string, options: SnapshotOptions = {}): Promise<SnapshotInfo> {
+    this.calls.push(`snapshot ${vm.name} ${name}`)
+    const record = this.require(vm)
+    const kind = options.kind ?? 'internal'
+    const path = kind === 'external' ? (options.dir ?? `/noop/${vm.id}/${name}`) : undefined
+    if (kind === 'external' && options.dir) {
+      await mkdir(options.dir, { mode: 0o700 })
+      await writeFile(join(options.dir, externalStateFile), JSON.stringify(record.guest))
+    }
+    const info: SnapshotInfo = { name, kind, path, createdAt: new Date() }
+    record.snapshots.set(name, { info, guest: { ...record.guest } })
+    return info
+  }
+
+  async restore(vm: VmHandle, name: string): Promise<void> {
+    this.calls.push(`restore ${vm.name} ${name}`)
+    const record = this.require(vm)
+    const snapshot = record.snapshots.get(name)
+    if (!snapshot) throw new SnapshotError('no such snapshot in this VM', name, { vm: vm.name })
+    record.guest = { ...snapshot.guest }
+    record.status = 'running'
+  }
+
+  async listSnapshots(vm: VmHandle): Promise<SnapshotInfo[]> {
+    return [...this.require(vm).snapshots.values()].map((snapshot) => snapshot.info)
+  }
+
+  /** The stand-in for the guest's contents, for tests to change and inspect. */
+  guestState(vm: VmHandle): NoopGuestState {
+    return this.require(vm).guest
+  }
+
   /** How many VMs it holds now (not destroyed). */
   get liveCount(): number {
     return this.vms.size
@@ -92,3 +134,11 @@ export class NoopHypervisor implements Hypervisor {
   }
 }
 
+
+async function readExternal(dir: string): Promise<NoopGuestState> {
+  try {
+    return JSON.parse(await readFile(join(dir, externalStateFile), 'utf8')) as NoopGuestState
+  } catch (error) {
+    throw new SnapshotError(`${dir} holds no saved noop state`, dir, { cause: error })
+  }
+}

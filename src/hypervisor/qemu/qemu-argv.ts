@@ -15,7 +15,7 @@ export interface QemuLaunch {
   qmpSocket: string
   consoleSocket: string
   consoleLog: string
-  /** Start paused, waiting for `migrate-incoming` (restoring a saved state). */
+  /** Start paused, waiting for `migrate-incoming` (restoring a saved state); stays paused until `cont`. */
   incoming?: boolean
 }
 
@@ -78,7 +78,7 @@ export function buildQemuArgv(launch: QemuLaunch): string[] {
     '-mon',
     'chardev=qmp,mode=control',
   )
-  if (launch.incoming) argv.push('-incoming', 'defer')
+  if (launch.incoming) argv.push('-S', '-incoming', 'defer')
   return argv
 }
 

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
-import { rm } from 'node:fs/promises'
+import { readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
-import { HypervisorError } from '../../errors.js'
+import { HypervisorError, SnapshotError, SpecError } from '../../errors.js'
 import { acceleratorVerdict, chooseAccelerator } from '../../host/accelerator.js'
 import { freeLoopbackPort } from '../../host/free-port.js'
 import { locateRequired } from '../../host/requirements.js'
@@ -14,14 +14,30 @@ import { resolveImage } from '../../images/resolve-image.js'
 import type { ResolvedSpec } from '../../spec/vm-spec.js'
 import { generateKeyPair, runClientKey } from '../../ssh/keys.js'
 import { consoleLogTail } from '../console-text.js'
-import { describeExit, type ConsoleEndpoint, type ExitInfo, type Feature, type Hypervisor, type PrepareOptions, type SshEndpoint, type VmHandle, type VmState } from '../hypervisor.js'
+import {
+  describeExit,
+  type ConsoleEndpoint,
+  type ExitInfo,
+  type Feature,
+  type Hypervisor,
+  type PrepareOptions,
+  type SnapshotInfo,
+  type SnapshotOptions,
+  type SshEndpoint,
+  type VmHandle,
+  type VmState,
+} from '../hypervisor.js'
+import { migrateFromInheritedFd, openStateFile } from './migration-file.js'
 import { buildQemuArgv, type QemuLaunch } from './qemu-argv.js'
-import { QmpClient } from './qmp-client.js'
 import { spawnQemu, type QemuProcess } from './qemu-process.js'
+import { loadInternalSnapshot, saveExternalSnapshot, saveInternalSnapshot, type QemuSnapshot } from './qemu-snapshots.js'
+import { QmpClient } from './qmp-client.js'
+import { assertLaunchFits, readSavedState, savedStateFiles } from './saved-state.js'
 
 const guestAddress = '10.0.2.15'
 const forcedStopGraceMs = 2_000
 const portAttempts = 4
+const restoreTimeoutMs = 120_000
 
 interface HostTools {
   qemu: string
@@ -29,7 +45,7 @@ interface HostTools {
   setpriv: string
 }
 
-interface QemuVm {
+export interface QemuVm {
   dir: string
   launch: QemuLaunch
   /** The handle's own endpoint object: its port is filled in at start. */
@@ -37,29 +53,39 @@ interface QemuVm {
   process?: QemuProcess
   qmp?: QmpClient
   settleExit: (info: ExitInfo) => void
+  /** The block node on top of the disk chain: external snapshots push new ones. */
+  diskNode: string
+  /** What the top overlay's contents lie on, as a file outside the VM directory (the image, or a snapshot's frozen disk). */
+  diskBacking: string
+  /** The state file the next start loads instead of booting. */
+  incomingState?: string
+  snapshots: Map<string, QemuSnapshot>
+  /** Counts files made in the VM directory (overlays, snapshot directories), for unique names. */
+  serial: number
 }
 
 /** Runs each VM as its own QEMU process, driven by argv arrays and QMP over a unix socket. */
 export class QemuHypervisor implements Hypervisor {
   readonly name = 'qemu' as const
-  readonly features: ReadonlySet<Feature> = new Set<Feature>(['suspend', 'ssh', 'console'])
+  readonly features: ReadonlySet<Feature> = new Set<Feature>(['suspend', 'ssh', 'console', 'snapshot'])
   private readonly vms = new Map<string, QemuVm>()
   private tools: Promise<HostTools> | undefined
 
   async prepare(spec: ResolvedSpec, options: PrepareOptions = {}): Promise<VmHandle> {
-    const { qemu, qemuImg } = await this.hostTools()
+    if (spec.restoreFrom) return this.prepareClone(spec, spec.restoreFrom)
+    const { qemu } = await this.hostTools()
     const image = await resolveImage(spec, options)
     const accel = await chooseAccelerator(spec.accel, () => acceleratorVerdict({ qemu, kernel: image.kernel ?? '/boot/vmlinuz' }))
     const id = randomBytes(4).toString('hex')
     const dir = await (await runDir()).vmDir(id)
     try {
-      const overlay = join(dir, 'disk.qcow2')
-      await execa(qemuImg, ['create', '-q', '-f', 'qcow2', '-b', image.disk, '-F', 'qcow2', overlay], { stdin: 'ignore' })
+      const overlay = join(dir, 'disk-0.qcow2')
+      await this.createOverlay(image.disk, overlay)
       const clientKey = await runClientKey()
       const hostKey = generateKeyPair(`vmharness-host-${id}`)
       const seedIso = join(dir, 'seed.iso')
       await writeSeedIso(seedIso, { instanceId: `vmharness-${id}`, hostname: hostnameFor(spec.name), authorizedKeys: [clientKey.publicKey], hostKey })
-      const launch: QemuLaunch = {
+      const launch = this.launchFor(dir, {
         accel,
         machine: spec.machine,
         memoryMiB: spec.memory,
@@ -69,47 +95,110 @@ export class QemuHypervisor implements Hypervisor {
         kernelArgs: [...image.kernelArgs, ...machineKernelArgs(spec, accel), ...spec.kernelArgs],
         disk: overlay,
         seedIso,
-        sshHostPort: 0,
-        qmpSocket: join(dir, 'qmp.sock'),
-        consoleSocket: join(dir, 'console.sock'),
-        consoleLog: join(dir, 'console.log'),
-      }
-      const ssh: SshEndpoint = { host: '127.0.0.1', port: 0, user: image.sshUser, hostKey: hostKey.publicKey }
-      let settleExit!: (info: ExitInfo) => void
-      const exited = new Promise<ExitInfo>((resolve) => (settleExit = resolve))
-      this.vms.set(id, { dir, launch, ssh, settleExit })
-      return { id, name: spec.name, backend: 'qemu', spec, ssh, readyMarker: image.readyMarker, failureMarker: image.failureMarker, accel, exited }
+      })
+      const ssh: SshEndpoint = { host: '127.0.0.1', port: 0, user: image.sshUser, privateKey: clientKey.privateKey, hostKey: hostKey.publicKey }
+      return this.register(id, spec, { dir, launch, ssh, diskBacking: image.disk }, { readyMarker: image.readyMarker, failureMarker: image.failureMarker })
     } catch (error) {
       await rm(dir, { recursive: true, force: true })
       throw error
     }
   }
 
+  /** A VM that starts from an external snapshot: its own overlay over the frozen disk, the saved devices and keys. */
+  private async prepareClone(spec: ResolvedSpec, from: string): Promise<VmHandle> {
+    const saved = await readSavedState(from)
+    const accel = spec.accel === 'auto' ? saved.meta.launch.accel : spec.accel
+    const wanted = { ...saved.meta.launch, accel, machine: spec.machine, memoryMiB: spec.memory, cpus: spec.cpus }
+    assertLaunchFits(saved.meta, wanted, saved.meta.hasSeed)
+    await this.hostTools()
+    const id = randomBytes(4).toString('hex')
+    const dir = await (await runDir()).vmDir(id)
+    try {
+      const overlay = join(dir, 'disk-0.qcow2')
+      await this.createOverlay(join(from, savedStateFiles.disk), overlay)
+      const launch = this.launchFor(dir, { ...wanted, disk: overlay, seedIso: saved.meta.hasSeed ? join(from, savedStateFiles.seed) : undefined })
+      const ssh: SshEndpoint = { host: '127.0.0.1', port: 0, user: saved.meta.ssh.user, privateKey: saved.clientKey, hostKey: saved.meta.ssh.hostKey }
+      return this.register(id, spec, { dir, launch, ssh, incomingState: join(from, savedStateFiles.state), diskBacking: join(from, savedStateFiles.disk) }, { readyMarker: saved.meta.readyMarker, failureMarker: saved.meta.failureMarker, restoredFrom: from })
+    } catch (error) {
+      await rm(dir, { recursive: true, force: true })
+      throw error
+    }
+  }
+
+  private launchFor(dir: string, parts: Omit<QemuLaunch, 'sshHostPort' | 'qmpSocket' | 'consoleSocket' | 'consoleLog'>): QemuLaunch {
+    return { ...parts, sshHostPort: 0, qmpSocket: join(dir, 'qmp.sock'), consoleSocket: join(dir, 'console.sock'), consoleLog: join(dir, 'console.log') }
+  }
+
+  private async createOverlay(base: string, overlay: string): Promise<void> {
+    const { qemuImg } = await this.hostTools()
+    await execa(qemuImg, ['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay], { stdin: 'ignore' })
+  }
+
+  private register(
+    id: string,
+    spec: ResolvedSpec,
+    parts: Pick<QemuVm, 'dir' | 'launch' | 'ssh' | 'incomingState' | 'diskBacking'>,
+    guest: { readyMarker: string | undefined; failureMarker: string | undefined; restoredFrom?: string },
+  ): VmHandle {
+    let settleExit!: (info: ExitInfo) => void
+    const exited = new Promise<ExitInfo>((resolve) => (settleExit = resolve))
+    this.vms.set(id, { ...parts, settleExit, diskNode: 'disk0', snapshots: new Map(), serial: 0 })
+    return {
+      id,
+      name: spec.name,
+      backend: 'qemu',
+      spec,
+      ssh: parts.ssh,
+      readyMarker: guest.readyMarker,
+      failureMarker: guest.failureMarker,
+      restoredFrom: guest.restoredFrom,
+      accel: parts.launch.accel,
+      exited,
+    }
+  }
+
   async start(vm: VmHandle, options: { signal?: AbortSignal } = {}): Promise<void> {
     const record = this.record(vm)
     if (record.process) throw new HypervisorError('is already started', { vm: vm.name })
+    await this.launch(vm, record, options.signal)
+  }
+
+  /** Spawns QEMU (on a free port, retried when another process takes it first), and loads a saved state when there is one. */
+  private async launch(vm: VmHandle, record: QemuVm, signal?: AbortSignal): Promise<void> {
     const { qemu, setpriv } = await this.hostTools()
+    const incoming = record.incomingState
+    record.launch.incoming = incoming !== undefined
     for (let attempt = 1; ; attempt++) {
       record.launch.sshHostPort = record.ssh.port = await freeLoopbackPort()
-      const process = await spawnQemu(setpriv, qemu, buildQemuArgv(record.launch), record.dir)
+      const state = incoming ? await openStateFile(incoming) : undefined
+      let process: QemuProcess
+      try {
+        process = await spawnQemu(setpriv, qemu, buildQemuArgv(record.launch), record.dir, state?.fd)
+      } finally {
+        await state?.close()
+      }
       record.process = process
       try {
-        record.qmp = await connectMonitor(record.launch.qmpSocket, process, options.signal)
+        const qmp = await connectMonitor(record.launch.qmpSocket, process, signal)
+        record.qmp = qmp
         void process.exited.then((info) => {
-          record.qmp?.close()
-          record.settleExit(info)
+          qmp.close()
+          if (record.process === process) record.settleExit(info)
         })
+        if (incoming) await loadIncoming(qmp, process)
+        record.incomingState = undefined
         return
       } catch (error) {
         process.kill('SIGKILL')
         const info = await process.exited
         record.process = undefined
+        record.qmp?.close()
         if (/host forwarding rule|Address already in use/.test(info.stderr) && attempt < portAttempts) continue
-        throw new HypervisorError(`QEMU failed to start: ${info.stderr.trim() ? describeExit(info, 5) : (error as Error).message}`, {
-          vm: vm.name,
-          cause: error,
-          consoleTail: await consoleLogTail(record.launch.consoleLog, 20),
-        })
+        const detail = info.stderr.trim() ? describeExit(info, 5) : (error as Error).message
+        if (incoming) {
+          throw new SnapshotError(`QEMU could not load the saved state ${incoming}: ${detail}`, incoming, { vm: vm.name, cause: error })
+        }
+        throw new HypervisorError(`QEMU failed to start: ${detail}`, { vm: vm.name, cause: error, consoleTail: await consoleLogTail(record.launch.consoleLog, 20) })
       }
     }
   }
@@ -135,6 +224,68 @@ export class QemuHypervisor implements Hypervisor {
     record.qmp?.close()
     if (!record.process) record.settleExit({ exitCode: null, signal: null, requested: true, stderr: '' })
     await rm(record.dir, { recursive: true, force: true })
+  }
+
+  async snapshot(vm: VmHandle, name: string, options: SnapshotOptions = {}): Promise<SnapshotInfo> {
+    checkSnapshotName(name)
+    const record = this.record(vm)
+    const qmp = this.monitor(vm)
+    const kind = options.kind ?? 'internal'
+    if (kind === 'external') {
+      const { qemuImg } = await this.hostTools()
+      const snapshot = await saveExternalSnapshot(record, qmp, qemuImg, name, options.dir ?? join(record.dir, `snapshot-${++record.serial}`), { readyMarker: vm.readyMarker, failureMarker: vm.failureMarker })
+      record.snapshots.set(name, snapshot)
+      return snapshot.info
+    }
+    if (options.dir) throw new SpecError('applies to external snapshots only', 'dir')
+    const snapshot = await saveInternalSnapshot(record, qmp, name, record.snapshots.get(name))
+    record.snapshots.set(name, snapshot)
+    return snapshot.info
+  }
+
+  async restore(vm: VmHandle, name: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const record = this.record(vm)
+    const snapshot = record.snapshots.get(name)
+    if (!snapshot) {
+      const known = [...record.snapshots.keys()].map((n) => `'${n}'`).join(', ') || 'none'
+      throw new SnapshotError(`no such snapshot in this VM (it has: ${known})`, name, { vm: vm.name })
+    }
+    if (snapshot.info.kind === 'internal') {
+      await loadInternalSnapshot(record, this.monitor(vm), snapshot)
+      return
+    }
+    await this.relaunchFrom(vm, record, snapshot.info.path ?? '', options.signal)
+  }
+
+  async listSnapshots(vm: VmHandle): Promise<SnapshotInfo[]> {
+    return [...this.record(vm).snapshots.values()].map((snapshot) => snapshot.info)
+  }
+
+  /**
+   * Restoring an external snapshot replaces the process: the old one is killed, a new one starts
+   * on a fresh overlay over the frozen disk and loads the RAM state. Internal snapshots lived in
+   * the old overlay and go with it.
+   */
+  private async relaunchFrom(vm: VmHandle, record: QemuVm, from: string, signal?: AbortSignal): Promise<void> {
+    const saved = await readSavedState(from)
+    const old = record.process
+    record.process = undefined
+    if (old && !old.exitInfo) {
+      old.kill('SIGKILL')
+      await old.exited
+    }
+    record.qmp?.close()
+    record.qmp = undefined
+    for (const [name, snapshot] of record.snapshots) if (snapshot.info.kind === 'internal') record.snapshots.delete(name)
+    const overlay = join(record.dir, `disk-${++record.serial}.qcow2`)
+    await this.createOverlay(join(from, savedStateFiles.disk), overlay)
+    await removeOverlaysExcept(record.dir, overlay)
+    record.launch.disk = overlay
+    record.launch.seedIso = saved.meta.hasSeed ? join(from, savedStateFiles.seed) : undefined
+    record.diskNode = 'disk0'
+    record.diskBacking = join(from, savedStateFiles.disk)
+    record.incomingState = join(from, savedStateFiles.state)
+    await this.launch(vm, record, signal)
   }
 
   async state(vm: VmHandle): Promise<VmState> {
@@ -189,6 +340,32 @@ export class QemuHypervisor implements Hypervisor {
     const record = this.vms.get(vm.id)
     if (!record) throw new HypervisorError('was destroyed, or was not prepared by this backend', { vm: vm.name })
     return record
+  }
+}
+
+async function loadIncoming(qmp: QmpClient, process: QemuProcess): Promise<void> {
+  const exitedEarly = process.exited.then((info) => {
+    throw new Error(`QEMU exited while loading (${describeExit(info, 5)})`)
+  })
+  try {
+    await Promise.race([migrateFromInheritedFd(qmp, restoreTimeoutMs), exitedEarly])
+  } finally {
+    exitedEarly.catch(() => undefined)
+  }
+  await qmp.execute('cont')
+}
+
+function checkSnapshotName(name: unknown): void {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 64 || /[\0/]/.test(name)) {
+    throw new SpecError('must be 1 to 64 characters, without "/" or NUL', 'snapshot name')
+  }
+}
+
+/** The VM directory keeps only the overlay in use; older ones belonged to states that are gone. */
+async function removeOverlaysExcept(dir: string, keep: string): Promise<void> {
+  for (const entry of await readdir(dir)) {
+    const path = join(dir, entry)
+    if (/^disk-\d+\.qcow2$/.test(entry) && path !== keep) await rm(path, { force: true })
   }
 }
 

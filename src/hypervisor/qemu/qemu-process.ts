@@ -20,12 +20,12 @@ export interface QemuProcess {
  * Spawns QEMU through `setpriv --pdeathsig KILL`, so that it dies with the thread that spawned
  * it even when this process is SIGKILLed, and records its pid in the VM directory for the sweep.
  */
-export async function spawnQemu(setpriv: string, qemu: string, argv: string[], vmDir: string): Promise<QemuProcess> {
+export async function spawnQemu(setpriv: string, qemu: string, argv: string[], vmDir: string, inheritedFd?: number): Promise<QemuProcess> {
   const subprocess: ResultPromise = execa(setpriv, ['--pdeathsig', 'KILL', '--', qemu, ...argv], {
     reject: false,
-    stdin: 'ignore',
-    stdout: 'ignore',
-    stderr: 'pipe',
+    // fd 3, when given, carries a saved state to `migrate-incoming fd:3`.
+    // (execa's types do not list a number for fds above 2, but it passes one through to spawn as Node does.)
+    stdio: (inheritedFd === undefined ? ['ignore', 'ignore', 'pipe'] : ['ignore', 'ignore', 'pipe', inheritedFd]) as ['ignore', 'ignore', 'pipe'],
     buffer: false,
     cleanup: true,
   })

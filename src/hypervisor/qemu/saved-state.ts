@@ -1,0 +1,115 @@
+import { readFile, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { SnapshotError, SnapshotMismatchError } from '../../errors.js'
+import { buildQemuArgv, type QemuLaunch } from './qemu-argv.js'
+
+/**
+ * An external snapshot on disk, one directory:
+ *   disk.qcow2     the frozen disk (its backing file is the image's base)
+ *   state.bin      RAM and device state, as QEMU's migration stream
+ *   seed.iso       the NoCloud seed the guest booted with (same devices on restore)
+ *   client_key     the SSH key the guest authorises (0600): clones are reached with it
+ *   snapshot.json  written last: a directory without it is incomplete and never loaded
+ */
+export const savedStateFiles = { disk: 'disk.qcow2', state: 'state.bin', seed: 'seed.iso', clientKey: 'client_key', meta: 'snapshot.json' }
+
+const formatVersion = 1
+
+export type SavedLaunch = Pick<QemuLaunch, 'accel' | 'machine' | 'memoryMiB' | 'cpus' | 'kernel' | 'initrd' | 'kernelArgs'>
+
+export interface SavedStateMeta {
+  format: number
+  name: string
+  launch: SavedLaunch
+  hasSeed: boolean
+  /** The command line with paths and ports blanked: what must match for QEMU to accept the state. */
+  devices: string[]
+  ssh: { user: string; hostKey: string }
+  readyMarker: string | undefined
+  failureMarker: string | undefined
+  stateBytes: number
+  diskBytes: number
+  createdAt: string
+}
+
+export interface SavedState {
+  dir: string
+  meta: SavedStateMeta
+  clientKey: string
+}
+
+export function deviceFingerprint(launch: SavedLaunch, hasSeed: boolean): string[] {
+  return buildQemuArgv({
+    ...launch,
+    kernel: 'KERNEL',
+    initrd: launch.initrd ? 'INITRD' : undefined,
+    kernelArgs: [],
+    disk: 'DISK',
+    seedIso: hasSeed ? 'SEED' : undefined,
+    sshHostPort: 0,
+    qmpSocket: 'QMP',
+    consoleSocket: 'CONSOLE',
+    consoleLog: 'LOG',
+  })
+}
+
+export async function writeSavedStateMeta(dir: string, meta: Omit<SavedStateMeta, 'format' | 'stateBytes' | 'diskBytes' | 'devices'>, clientKey: string): Promise<SavedStateMeta> {
+  await writeFile(join(dir, savedStateFiles.clientKey), clientKey, { mode: 0o600 })
+  const full: SavedStateMeta = {
+    format: formatVersion,
+    ...meta,
+    devices: deviceFingerprint(meta.launch, meta.hasSeed),
+    stateBytes: (await stat(join(dir, savedStateFiles.state))).size,
+    diskBytes: (await stat(join(dir, savedStateFiles.disk))).size,
+  }
+  await writeFile(join(dir, savedStateFiles.meta), JSON.stringify(full, null, 2), { mode: 0o600 })
+  return full
+}
+
+/** Reads a saved state and checks that it is whole: every file present, at the size recorded. */
+export async function readSavedState(dir: string): Promise<SavedState> {
+  let meta: SavedStateMeta
+  try {
+    meta = JSON.parse(await readFile(join(dir, savedStateFiles.meta), 'utf8')) as SavedStateMeta
+  } catch (error) {
+    throw new SnapshotError(`${dir} is not a complete saved state (no readable ${savedStateFiles.meta}): save it again`, dir, { cause: error })
+  }
+  if (meta.format !== formatVersion) throw new SnapshotError(`was saved in format ${meta.format}, this version reads ${formatVersion}: save it again`, meta.name)
+  const sizes: [string, number][] = [
+    [savedStateFiles.state, meta.stateBytes],
+    [savedStateFiles.disk, meta.diskBytes],
+  ]
+  for (const [file, expected] of sizes) {
+    const actual = (await stat(join(dir, file)).catch(() => undefined))?.size
+    if (actual !== expected) {
+      throw new SnapshotError(`${file} in ${dir} is ${actual === undefined ? 'missing' : `${actual} bytes, expected ${expected}`} (truncated or damaged): save it again`, meta.name)
+    }
+  }
+  const clientKey = await readFile(join(dir, savedStateFiles.clientKey), 'utf8').catch(() => '')
+  if (!clientKey) throw new SnapshotError(`${dir} lacks its client key: save it again`, meta.name)
+  return { dir, meta, clientKey }
+}
+
+/** Every way the VM about to start differs from the one the state was saved from. */
+export function launchDifferences(saved: SavedStateMeta, launch: SavedLaunch, hasSeed: boolean): string[] {
+  const differences: string[] = []
+  const fields: [string, unknown, unknown][] = [
+    ['memory (MiB)', saved.launch.memoryMiB, launch.memoryMiB],
+    ['cpus', saved.launch.cpus, launch.cpus],
+    ['machine', saved.launch.machine, launch.machine],
+    ['accelerator', saved.launch.accel, launch.accel],
+    ['seed disk', saved.hasSeed, hasSeed],
+  ]
+  for (const [field, was, now] of fields) {
+    if (was !== now) differences.push(`${field}: saved with ${String(was)}, asked for ${String(now)}`)
+  }
+  if (differences.length === 0 && deviceFingerprint(launch, hasSeed).join(' ') !== saved.devices.join(' ')) {
+    differences.push('the device set differs (saved by another vmharness version?)')
+  }
+  return differences
+}
+
+export function assertLaunchFits(saved: SavedStateMeta, launch: SavedLaunch, hasSeed: boolean): void {
+  const differences = launchDifferences(saved, launch, hasSeed)
+  if (differences.length > 0) throw new SnapshotMismatchError(saved.name, differences)
+}
