@@ -6,10 +6,19 @@ import { tinyImage } from './tiny-image.js'
 
 export const imageNames = ['tiny'] as const
 
+const prebuilt = new Map<string, BootableImage>()
+
+/** Images a parent process already built (vitest's globalSetup hands them to workers), used instead of checking the cache again. */
+export function registerPrebuiltImage(name: string, image: BootableImage): void {
+  prebuilt.set(name, image)
+}
+
 /** Turns a spec's image (a name or the user's files) into files a backend can boot, building if needed. */
 export async function resolveImage(spec: ResolvedSpec, options: { signal?: AbortSignal; onProgress?: (line: string) => void } = {}): Promise<BootableImage> {
   const image = spec.image
   if (typeof image === 'string') {
+    const ready = prebuilt.get(image)
+    if (ready && (image !== 'tiny' || spec.kernel === undefined)) return ready
     if (image === 'tiny') return tinyImage({ kernel: spec.kernel, ...options })
     throw new ImageError(`unknown image; use one of ${imageNames.map((n) => `'${n}'`).join(', ')}, or give { disk, kernel?, initrd? }`, image)
   }

@@ -1,0 +1,165 @@
+import { SpecError } from '../errors.js'
+import type { SnapshotKind } from '../hypervisor/hypervisor.js'
+import type { VmSpec } from '../spec/vm-spec.js'
+import { startFromGolden, type GoldenRecipe, type SetupFunction } from './golden.js'
+import { Vm, type StartOptions } from './vm.js'
+import { WarmPool } from './warm-pool.js'
+
+/** How a machine gets back to its clean state between tests. */
+export type RollbackMode = 'snapshot' | 'reboot' | 'none'
+
+export interface MachineConfig extends VmSpec {
+  /** Runs once; its result is the golden snapshot every test starts from (cached on disk across runs). */
+  setup?: SetupFunction
+  /** Added to the golden snapshot's key: for values the setup reads from outside its own source text. */
+  setupKey?: string
+  /**
+   * snapshot (default): back to the golden state; reboot: a fresh boot and setup per test;
+   * none: the same VM throughout, changes kept.
+   */
+  rollback?: RollbackMode
+  /** Clean VMs restored ahead in the background (snapshot rollback); 0 turns the pool off. */
+  pool?: number
+  /** How snapshot rollback works without a pool: 'internal' reloads in the same process, 'external' starts a clone. */
+  snapshotKind?: SnapshotKind
+}
+
+export const defaultPoolSize = 1
+export const defaultSnapshotKind: SnapshotKind = 'internal'
+const cleanTag = 'clean'
+
+/**
+ * One named machine of a test file: hands out a VM in its clean state for each test and takes
+ * it back afterwards. Works without vitest (the fixtures wrap it).
+ */
+export class CleanMachine {
+  private current: Vm | undefined
+  private handedOut = false
+  private started = false
+  private pool: WarmPool | undefined
+  private goldenDir: string | undefined
+  private readonly retiring = new Set<Promise<void>>()
+  readonly rollback: RollbackMode
+  readonly snapshotKind: SnapshotKind
+  /** Whether the golden snapshot was built by this machine (rather than found in the cache). */
+  goldenBuilt: boolean | undefined
+
+  constructor(
+    readonly name: string,
+    private readonly config: MachineConfig,
+    private readonly options: StartOptions = {},
+  ) {
+    this.rollback = checkChoice(config.rollback ?? 'snapshot', 'rollback', ['snapshot', 'reboot', 'none'])
+    this.snapshotKind = checkChoice(config.snapshotKind ?? defaultSnapshotKind, 'snapshotKind', ['internal', 'external'])
+    const poolSize = config.pool ?? defaultPoolSize
+    if (!Number.isInteger(poolSize) || poolSize < 0 || poolSize > 16) throw new SpecError(`must be a whole number from 0 to 16, got ${String(poolSize)}`, `machines.${name}.pool`)
+    if (this.rollback === 'snapshot' && poolSize > 0) {
+      this.pool = new WarmPool({ size: poolSize, memoryMiB: config.memory ?? 256, start: () => this.clone() })
+    }
+  }
+
+  /** A VM in the clean state, ready for one test. */
+  async acquire(signal?: AbortSignal): Promise<Vm> {
+    const options = { ...this.options, signal }
+    if (!this.current) this.current = this.started ? await this.nextClean(undefined, options) : await this.first(options)
+    else if (this.handedOut) this.current = await this.nextClean(this.current, options)
+    this.started = true
+    this.handedOut = true
+    this.current.commands.length = 0
+    return this.current
+  }
+
+  /** Takes the VM back after a test. With a pool the used VM is retired at once, freeing its CPU and memory. */
+  release(vm: Vm): void {
+    if (vm !== this.current || !this.pool) return
+    this.retire(vm)
+    this.current = undefined
+  }
+
+  /** Destroys every VM this machine holds, in use or pooled. */
+  async close(): Promise<void> {
+    if (this.current) this.retire(this.current)
+    this.current = undefined
+    await this.pool?.close()
+    await Promise.all(this.retiring)
+  }
+
+  private async first(options: StartOptions): Promise<Vm> {
+    if (this.rollback === 'reboot') return this.bootAndSetUp(options)
+    const { vm, entry, built } = await startFromGolden(this.recipe(), options)
+    this.goldenBuilt = built
+    this.goldenDir = entry.snapshotDir
+    if (this.usesInternalSnapshot) await vm.snapshot(cleanTag)
+    this.pool?.fill()
+    return vm
+  }
+
+  private async nextClean(used: Vm | undefined, options: StartOptions): Promise<Vm> {
+    if (this.rollback === 'none') {
+      if (used && (await isAlive(used))) return used
+    } else if (this.rollback === 'reboot') {
+      if (used) this.retire(used)
+      return this.bootAndSetUp(options)
+    } else if (this.pool) {
+      if (used) this.retire(used)
+      return (await this.pool.take().catch(() => undefined)) ?? this.clone(options)
+    } else if (used && this.usesInternalSnapshot && (await isAlive(used))) {
+      try {
+        await used.restore(cleanTag, options)
+        return used
+      } catch {
+        // The process or its snapshot is unusable (a panic mid-save, say): a fresh clone replaces it.
+      }
+    }
+    if (used) this.retire(used)
+    const fresh = await this.clone(options)
+    if (this.usesInternalSnapshot) await fresh.snapshot(cleanTag)
+    return fresh
+  }
+
+  private get usesInternalSnapshot(): boolean {
+    return this.rollback === 'snapshot' && !this.pool && this.snapshotKind === 'internal'
+  }
+
+  private async clone(options: StartOptions = this.options): Promise<Vm> {
+    if (!this.goldenDir) return (await startFromGolden(this.recipe(), options)).vm
+    return Vm.start({ ...this.spec(), restoreFrom: this.goldenDir }, options)
+  }
+
+  private async bootAndSetUp(options: StartOptions): Promise<Vm> {
+    const vm = await Vm.start(this.spec(), options)
+    try {
+      await this.config.setup?.(vm)
+      vm.commands.length = 0
+      return vm
+    } catch (error) {
+      await vm.destroy()
+      throw error
+    }
+  }
+
+  private retire(vm: Vm): void {
+    const done = vm.destroy().catch(() => undefined)
+    this.retiring.add(done)
+    void done.then(() => this.retiring.delete(done))
+  }
+
+  private recipe(): GoldenRecipe {
+    return { spec: this.spec(), setup: this.config.setup, setupKey: this.config.setupKey }
+  }
+
+  private spec(): VmSpec {
+    const { setup: _setup, setupKey: _key, rollback: _rollback, pool: _pool, snapshotKind: _kind, ...spec } = this.config
+    return { name: this.name, ...spec }
+  }
+}
+
+async function isAlive(vm: Vm): Promise<boolean> {
+  const state = await vm.state().catch(() => undefined)
+  return state?.status === 'running' || state?.status === 'paused'
+}
+
+function checkChoice<T extends string>(value: T, field: string, choices: readonly T[]): T {
+  if (!choices.includes(value)) throw new SpecError(`must be one of ${choices.map((c) => `'${c}'`).join(', ')}, got '${String(value)}'`, field)
+  return value
+}
