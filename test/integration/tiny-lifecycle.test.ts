@@ -10,7 +10,7 @@ describe('tiny guest lifecycle', () => {
   it('stops gracefully, then destroy leaves no process, socket or file, and both are safe twice', async () => {
     const vm = await Vm.start({ image: 'tiny', name: 'lifecycle' })
     const vmDir = `${(await runDir()).path}/vm-${vm.handle.id}`
-    expect(await readdir(vmDir)).toEqual(expect.arrayContaining(['disk.qcow2', 'seed.iso', 'qmp.sock', 'console.sock', 'console.log', 'qemu.pid']))
+    expect(await readdir(vmDir)).toEqual(expect.arrayContaining(['disk-0.qcow2', 'seed.iso', 'qmp.sock', 'console.sock', 'console.log', 'qemu.pid']))
     expect(await qemuProcessesMentioning(vmDir)).toHaveLength(1)
     await vm.stop(20_000)
     expect(await vm.state()).toMatchObject({ status: 'stopped' })

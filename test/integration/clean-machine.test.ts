@@ -1,0 +1,114 @@
+import { randomBytes } from 'node:crypto'
+import { rm } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { CleanMachine, type MachineConfig } from '../../src/machine/clean-machine.js'
+import type { Vm } from '../../src/machine/vm.js'
+
+// A key of its own per run, so the first use really builds and the cache is left as found.
+const runKey = randomBytes(6).toString('hex')
+const goldenDirs = new Set<string>()
+
+function machine(name: string, config: Partial<MachineConfig> = {}): CleanMachine {
+  return new CleanMachine(name, {
+    image: 'tiny',
+    setupKey: runKey,
+    setup: async (vm) => {
+      await vm.succeed('echo golden > /root/state')
+    },
+    ...config,
+  })
+}
+
+async function remember(m: CleanMachine): Promise<void> {
+  const dir = (m as unknown as { goldenDir?: string }).goldenDir
+  if (dir) goldenDirs.add(dirname(dir))
+}
+
+async function expectClean(vm: Vm): Promise<void> {
+  expect(await vm.succeed('cat /root/state')).toBe('golden\n')
+  await vm.fail('test -e /tmp/mark')
+}
+
+afterAll(async () => {
+  for (const dir of goldenDirs) await rm(dir, { recursive: true, force: true })
+})
+
+describe('a machine rolled back between tests', () => {
+  it('builds the golden snapshot once, finds it in the cache next time, and rebuilds it when setup changes', async () => {
+    const first = machine('golden-a', { pool: 0 })
+    const second = machine('golden-b', { pool: 0 })
+    const changed = machine('golden-c', {
+      pool: 0,
+      setup: async (vm) => {
+        await vm.succeed('echo changed > /root/state')
+      },
+    })
+    try {
+      await first.acquire()
+      await remember(first)
+      expect(first.goldenBuilt).toBe(true)
+      const reused = await second.acquire()
+      expect(second.goldenBuilt).toBe(false)
+      expect(await reused.succeed('cat /root/state')).toBe('golden\n')
+      const rebuilt = await changed.acquire()
+      await remember(changed)
+      expect(changed.goldenBuilt).toBe(true)
+      expect(await rebuilt.succeed('cat /root/state')).toBe('changed\n')
+    } finally {
+      await Promise.all([first.close(), second.close(), changed.close()])
+    }
+  })
+
+  it('rolls back after the guest kernel panics, and after a test stops the VM', async () => {
+    const m = machine('survivor', { pool: 0 })
+    try {
+      const vm = await m.acquire()
+      await remember(m)
+      await vm.succeed('touch /tmp/mark')
+      await vm.exec('echo c > /proc/sysrq-trigger', { timeoutMs: 5_000 }).catch(() => undefined)
+      const afterPanic = await m.acquire()
+      await expectClean(afterPanic)
+      await afterPanic.succeed('touch /tmp/mark')
+      await afterPanic.stop(1_000)
+      const afterStop = await m.acquire()
+      expect(afterStop).not.toBe(afterPanic)
+      await expectClean(afterStop)
+    } finally {
+      await m.close()
+    }
+  })
+
+  it('with a warm pool hands over another VM, already clean, after each test', async () => {
+    const m = machine('pooled', { pool: 1 })
+    try {
+      const seen = new Set<number>()
+      for (let test = 0; test < 3; test++) {
+        const vm = await m.acquire()
+        await remember(m)
+        await expectClean(vm)
+        await vm.succeed('touch /tmp/mark && echo dirty > /root/state')
+        seen.add((await vm.state()).pid ?? 0)
+        m.release(vm)
+      }
+      expect(seen.size).toBe(3)
+    } finally {
+      await m.close()
+    }
+  })
+
+  it("rollback 'none' keeps one VM and its changes", async () => {
+    const m = machine('shared', { rollback: 'none' })
+    try {
+      const vm = await m.acquire()
+      await remember(m)
+      await vm.succeed('touch /tmp/mark')
+      m.release(vm)
+      const again = await m.acquire()
+      expect(again).toBe(vm)
+      await again.succeed('test -e /tmp/mark')
+    } finally {
+      await m.close()
+    }
+  })
+})
