@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { readdir, rm } from 'node:fs/promises'
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
@@ -117,6 +117,7 @@ export class QemuHypervisor implements Hypervisor {
       const overlay = join(dir, 'disk-0.qcow2')
       await this.createOverlay(join(from, savedStateFiles.disk), overlay)
       const launch = this.launchFor(dir, { ...wanted, disk: overlay, seedIso: saved.meta.hasSeed ? join(from, savedStateFiles.seed) : undefined })
+      await startConsoleLogFrom(from, launch.consoleLog)
       const ssh: SshEndpoint = { host: '127.0.0.1', port: 0, user: saved.meta.ssh.user, privateKey: saved.clientKey, hostKey: saved.meta.ssh.hostKey }
       return this.register(id, spec, { dir, launch, ssh, incomingState: join(from, savedStateFiles.state), diskBacking: join(from, savedStateFiles.disk) }, { readyMarker: saved.meta.readyMarker, failureMarker: saved.meta.failureMarker, restoredFrom: from })
     } catch (error) {
@@ -285,6 +286,7 @@ export class QemuHypervisor implements Hypervisor {
     record.diskNode = 'disk0'
     record.diskBacking = join(from, savedStateFiles.disk)
     record.incomingState = join(from, savedStateFiles.state)
+    await startConsoleLogFrom(from, record.launch.consoleLog)
     await this.launch(vm, record, signal)
   }
 
@@ -353,6 +355,12 @@ async function loadIncoming(qmp: QmpClient, process: QemuProcess): Promise<void>
     exitedEarly.catch(() => undefined)
   }
   await qmp.execute('cont')
+}
+
+/** A restored guest prints nothing new at first: its log begins with what it printed before the save. */
+async function startConsoleLogFrom(snapshotDir: string, consoleLog: string): Promise<void> {
+  const before = await readFile(join(snapshotDir, savedStateFiles.console)).catch(() => Buffer.alloc(0))
+  await writeFile(consoleLog, Buffer.concat([before, Buffer.from(`\n[vmharness: restored from ${snapshotDir}]\n`)]), { mode: 0o600 })
 }
 
 function checkSnapshotName(name: unknown): void {

@@ -77,6 +77,7 @@ export async function saveExternalSnapshot(
     record.diskBacking = frozenCopy
     await migrateToFile(qmp, join(record.dir, 'migrate.sock'), join(dir, savedStateFiles.state), snapshotTimeoutMs)
     if (record.launch.seedIso) await copyFile(record.launch.seedIso, join(dir, savedStateFiles.seed))
+    await copyFile(record.launch.consoleLog, join(dir, savedStateFiles.console)).catch(() => undefined)
     const { accel, machine, memoryMiB, cpus, kernel, initrd, kernelArgs } = record.launch
     await writeSavedStateMeta(
       dir,

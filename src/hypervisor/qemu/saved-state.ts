@@ -9,9 +9,10 @@ import { buildQemuArgv, type QemuLaunch } from './qemu-argv.js'
  *   state.bin      RAM and device state, as QEMU's migration stream
  *   seed.iso       the NoCloud seed the guest booted with (same devices on restore)
  *   client_key     the SSH key the guest authorises (0600): clones are reached with it
+ *   console.log    what the guest had printed: a clone's console log starts with it
  *   snapshot.json  written last: a directory without it is incomplete and never loaded
  */
-export const savedStateFiles = { disk: 'disk.qcow2', state: 'state.bin', seed: 'seed.iso', clientKey: 'client_key', meta: 'snapshot.json' }
+export const savedStateFiles = { disk: 'disk.qcow2', state: 'state.bin', seed: 'seed.iso', clientKey: 'client_key', console: 'console.log', meta: 'snapshot.json' }
 
 const formatVersion = 1
 

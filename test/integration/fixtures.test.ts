@@ -1,0 +1,70 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { cacheRoot } from '../../src/host/cache-dir.js'
+
+interface JsonReport {
+  numPassedTests: number
+  numFailedTests: number
+  testResults: { assertionResults: { title: string; status: string; failureMessages: string[] }[] }[]
+}
+
+let out: string
+const suiteKey = `suite-${randomBytes(6).toString('hex')}`
+
+/** Runs test/suites in a vitest of its own, the way a user's run would go. */
+async function runSuite(files: string, maxWorkers: number) {
+  const reportFile = join(out, `report-${randomBytes(3).toString('hex')}.json`)
+  const result = await execa('npx', ['vitest', 'run', '--config', 'test/suites/vitest.config.ts', '--maxWorkers', String(maxWorkers), '--reporter', 'json', '--outputFile', reportFile], {
+    reject: false,
+    env: { SUITE_FILES: files, SUITE_OUT: out, SUITE_KEY: suiteKey, FORCE_COLOR: '0' },
+    all: true,
+  })
+  const report = JSON.parse(await readFile(reportFile, 'utf8')) as JsonReport
+  return { result, report }
+}
+
+beforeAll(async () => {
+  out = await mkdtemp(join(tmpdir(), 'vmharness-suite-'))
+})
+
+afterAll(async () => {
+  await rm(out, { recursive: true, force: true })
+  // The golden entries this file's suites built (keyed by suiteKey) are of no use to anyone after it.
+  const goldenRoot = join(cacheRoot(), 'golden')
+  for (const entry of await import('node:fs/promises').then((fs) => fs.readdir(goldenRoot))) {
+    const record = await readFile(join(goldenRoot, entry, 'golden.json'), 'utf8').catch(() => '')
+    if (record.includes(suiteKey)) await rm(join(goldenRoot, entry), { recursive: true, force: true })
+  }
+})
+
+describe('vmTest fixtures in a real vitest run', () => {
+  it('two workers each get their own VMs, cloned from one golden snapshot', async () => {
+    const { result, report } = await runSuite('test/suites/worker-*.suite.ts', 2)
+    expect(report.numFailedTests, result.all).toBe(0)
+    expect(report.numPassedTests).toBe(4)
+    const notes = (await readFile(join(out, 'workers.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { file: string; pool: string; pid: number })
+    expect(notes.map((n) => n.file).sort()).toEqual(['a', 'b'])
+    expect(new Set(notes.map((n) => n.pool)).size).toBe(2)
+    expect(new Set(notes.map((n) => n.pid)).size).toBe(2)
+  })
+
+  it('a failed test shows the commands it ran and the console tail', async () => {
+    const { result, report } = await runSuite('test/suites/failing.suite.ts', 1)
+    expect(report.numFailedTests).toBe(1)
+    expect(result.exitCode).not.toBe(0)
+    const output = result.all ?? ''
+    expect(output).toContain("vmharness: machine 'box' when the test failed")
+    expect(output).toMatch(/\[exit 0, \d+ ms\] echo marker-before-failure/)
+    expect(output).toMatch(/\[exit 3, \d+ ms\] exit 3/)
+    expect(output).toMatch(/\[exit 0, \d+ ms\] cat \/root\/state/)
+    expect(output).toContain('serial console, last 40 lines:')
+    expect(output).toContain('VMHARNESS_READY')
+  })
+})
