@@ -25,7 +25,7 @@ export interface MachineConfig extends VmSpec {
 }
 
 export const defaultPoolSize = 1
-export const defaultSnapshotKind: SnapshotKind = 'internal'
+export const defaultSnapshotKind: SnapshotKind = 'external'
 const cleanTag = 'clean'
 
 /**

@@ -1,5 +1,6 @@
 import { appendFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { expect } from 'vitest'
 import { vmTest } from 'vmharness/vitest'
 
 export const test = vmTest({
@@ -14,8 +15,16 @@ export const test = vmTest({
   },
 })
 
-/** Notes which worker ran a test on which VM, for the test that started this suite to check. */
-export async function noteWorker(file: string, pid: number | undefined): Promise<void> {
-  const out = process.env.SUITE_OUT
-  if (out) await appendFile(join(out, 'workers.jsonl'), JSON.stringify({ file, pool: process.env.VITEST_POOL_ID, pid }) + '\n')
+/** Two tests for one file: each notes which worker ran it on which VM, for the test that started this suite to check. */
+export function workerTests(file: string): void {
+  test(`worker ${file} gets its own clean machine`, async ({ box }) => {
+    expect(await box.succeed('cat /root/state')).toBe('golden\n')
+    await box.succeed(`echo ${file} > /root/state`)
+    const out = process.env.SUITE_OUT
+    if (out) await appendFile(join(out, 'workers.jsonl'), JSON.stringify({ file, pool: process.env.VITEST_POOL_ID, pid: (await box.state()).pid }) + '\n')
+  })
+
+  test(`worker ${file} starts clean again`, async ({ box }) => {
+    expect(await box.succeed('cat /root/state')).toBe('golden\n')
+  })
 }

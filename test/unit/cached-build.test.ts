@@ -1,23 +1,12 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
+import { useTemporaryCache } from '../helpers/temporary-cache.js'
 import { ContentHash } from '../../src/host/content-hash.js'
 import { cachedBuild } from '../../src/images/cached-build.js'
 
 describe('cachedBuild', () => {
-  let cache: string
-  const previous = process.env.VMHARNESS_CACHE
-
-  beforeEach(async () => {
-    cache = await mkdtemp(join(tmpdir(), 'cache-test-'))
-    process.env.VMHARNESS_CACHE = cache
-  })
-
-  afterEach(async () => {
-    process.env.VMHARNESS_CACHE = previous
-    await rm(cache, { recursive: true, force: true })
-  })
+  const cacheDir = useTemporaryCache('test')
 
   it('builds once when many callers ask for the same key at the same time', async () => {
     let builds = 0
@@ -36,7 +25,7 @@ describe('cachedBuild', () => {
 
   it('leaves nothing behind when a build fails, and builds again next time', async () => {
     await expect(cachedBuild('things', 'k2', async () => Promise.reject(new Error('broken recipe')))).rejects.toThrow('broken recipe')
-    expect(await readdir(join(cache, 'things'))).toEqual([])
+    expect(await readdir(join(cacheDir(), 'things'))).toEqual([])
     const again = await cachedBuild('things', 'k2', async () => ({ ok: true }))
     expect(again).toMatchObject({ built: true, manifest: { ok: true } })
   })

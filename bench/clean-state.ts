@@ -1,0 +1,93 @@
+// A suite of state-mutating tests run five ways on the tiny guest: a reboot per test, rollback
+// per test (internal snapshot, external snapshot, warm pool) and one shared VM with no isolation.
+// Modes take turns in chunks of tests, so the machine's noise falls on all of them alike.
+import { CleanMachine, type MachineConfig } from '../src/machine/clean-machine.js'
+import type { Vm } from '../src/machine/vm.js'
+import { median } from './stats.js'
+
+const testCount = Number(process.env.BENCH_TESTS ?? 50)
+const chunk = Number(process.env.BENCH_CHUNK ?? 10)
+
+const modes: Record<string, Partial<MachineConfig>> = {
+  'reboot per test': { rollback: 'reboot' },
+  'rollback, internal snapshot, no pool': { rollback: 'snapshot', pool: 0, snapshotKind: 'internal' },
+  'rollback, external snapshot, no pool': { rollback: 'snapshot', pool: 0, snapshotKind: 'external' },
+  'rollback, warm pool of 1': { rollback: 'snapshot', pool: 1 },
+  'one shared VM, no isolation': { rollback: 'none' },
+}
+
+interface Tally {
+  machine: CleanMachine
+  /** acquire + release per test: what isolation costs a test. */
+  overheadMs: number[]
+  bodyMs: number[]
+  totalMs: number
+}
+
+/** Checks what the previous test may have left, then leaves marks of its own: disk, tmpfs, a process, a sysctl. */
+async function stateMutatingTest(vm: Vm, isolated: boolean): Promise<void> {
+  const seen = await vm.exec('cat /root/state; test -e /tmp/mark && echo dirty-tmp; sysctl -n net.ipv4.ip_forward')
+  if (isolated && seen.stdout !== 'golden\n0\n') throw new Error(`test did not start clean: ${JSON.stringify(seen.stdout)}`)
+  await vm.succeed('echo dirty > /root/state; touch /tmp/mark; sysctl -qw net.ipv4.ip_forward=1; (sleep 600 >/dev/null 2>&1 &)')
+}
+
+async function runTest(name: string, tally: Tally): Promise<void> {
+  const started = performance.now()
+  const vm = await tally.machine.acquire()
+  const bodyStarted = performance.now()
+  await stateMutatingTest(vm, name !== 'one shared VM, no isolation')
+  const bodyEnded = performance.now()
+  tally.machine.release(vm)
+  const ended = performance.now()
+  tally.overheadMs.push(bodyStarted - started + (ended - bodyEnded))
+  tally.bodyMs.push(bodyEnded - bodyStarted)
+  tally.totalMs += ended - started
+}
+
+async function main(): Promise<void> {
+  const setup = async (vm: Vm) => {
+    await vm.succeed('echo golden > /root/state')
+  }
+  const tallies = new Map<string, Tally>()
+  for (const [name, config] of Object.entries(modes)) {
+    tallies.set(name, { machine: new CleanMachine('bench', { image: 'tiny', setup, setupKey: 'bench-clean-state', ...config }), overheadMs: [], bodyMs: [], totalMs: 0 })
+  }
+  // The golden snapshot is built (or found) before timing: every mode starts from it alike.
+  const warm = new CleanMachine('bench', { image: 'tiny', setup, setupKey: 'bench-clean-state', pool: 0 })
+  await warm.acquire()
+  await warm.close()
+  try {
+    for (let done = 0; done < testCount; done += chunk) {
+      for (const [name, tally] of tallies) {
+        for (let i = done; i < Math.min(testCount, done + chunk); i++) await runTest(name, tally)
+      }
+      process.stderr.write(`bench: ${Math.min(testCount, done + chunk)}/${testCount} tests in each mode\n`)
+    }
+  } finally {
+    await Promise.all([...tallies.values()].map((tally) => tally.machine.close()))
+  }
+  report(tallies)
+}
+
+function report(tallies: Map<string, Tally>): void {
+  const seconds = (ms: number) => (ms / 1000).toFixed(2)
+  const get = (name: string) => tallies.get(name) as Tally
+  console.log(`\n${testCount} state-mutating tests per mode (TCG, tiny guest); per-test overhead = acquire + release, first test excluded\n`)
+  console.log('| mode | total | per-test overhead, median | test body, median |')
+  console.log('|---|---|---|---|')
+  for (const [name, tally] of tallies) {
+    console.log(`| ${name} | ${seconds(tally.totalMs)} s | ${seconds(median(tally.overheadMs.slice(1)))} s | ${seconds(median(tally.bodyMs))} s |`)
+  }
+  const reboot = get('reboot per test').totalMs
+  const pool = get('rollback, warm pool of 1').totalMs
+  const shared = get('one shared VM, no isolation').totalMs
+  const internal = get('rollback, internal snapshot, no pool')
+  const external = get('rollback, external snapshot, no pool')
+  console.log('')
+  console.log(`reboot per test / warm pool: ${(reboot / pool).toFixed(1)}x faster (goal >= 20x)`)
+  console.log(`warm pool / no isolation: ${(pool / shared).toFixed(2)}x (goal <= 1.2x)`)
+  console.log(`per-test overhead with the pool, median: ${seconds(median(get('rollback, warm pool of 1').overheadMs.slice(1)))} s (goal <= 0.10 s)`)
+  console.log(`restore -> SSH without the pool, median: internal ${seconds(median(internal.overheadMs.slice(1)))} s, external ${seconds(median(external.overheadMs.slice(1)))} s (goal <= 0.5 s)`)
+}
+
+await main()

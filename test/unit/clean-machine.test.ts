@@ -1,0 +1,124 @@
+import { randomBytes } from 'node:crypto'
+import { describe, expect, it } from 'vitest'
+import { SpecError } from '../../src/errors.js'
+import { NoopHypervisor } from '../../src/hypervisor/noop/noop-hypervisor.js'
+import { CleanMachine, type MachineConfig } from '../../src/machine/clean-machine.js'
+import type { Vm } from '../../src/machine/vm.js'
+import { WarmPool } from '../../src/machine/warm-pool.js'
+import { useTemporaryCache } from '../helpers/temporary-cache.js'
+
+// The fixture layer over the no-op backend, whose "guest" is a record that snapshots copy and restores bring back.
+useTemporaryCache('file')
+
+function setUp(hypervisor: NoopHypervisor, counter: { runs: number }) {
+  return (vm: Vm) => {
+    counter.runs++
+    hypervisor.guestState(vm.handle).state = 'golden'
+  }
+}
+
+function machine(hypervisor: NoopHypervisor, config: Partial<MachineConfig>, counter = { runs: 0 }): CleanMachine {
+  return new CleanMachine('m', { image: 'tiny', setupKey: randomBytes(4).toString('hex'), setup: setUp(hypervisor, counter), ...config }, { hypervisor })
+}
+
+describe('CleanMachine over the no-op backend', () => {
+  it('snapshot rollback: each test sees the golden state, whatever the last one did', async () => {
+    const hypervisor = new NoopHypervisor()
+    const counter = { runs: 0 }
+    const m = machine(hypervisor, { pool: 0, snapshotKind: 'internal' }, counter)
+    for (let test = 0; test < 3; test++) {
+      const vm = await m.acquire()
+      expect(hypervisor.guestState(vm.handle)).toEqual({ state: 'golden' })
+      hypervisor.guestState(vm.handle).state = `dirty ${test}`
+      m.release(vm)
+    }
+    expect(counter.runs).toBe(1)
+    expect(hypervisor.calls.filter((call) => call.startsWith('restore m clean'))).toHaveLength(2)
+    await m.close()
+    expect(hypervisor.liveCount).toBe(0)
+  })
+
+  it('external rollback (the default without a pool): each test gets a new clone of the golden state', async () => {
+    const hypervisor = new NoopHypervisor()
+    const m = machine(hypervisor, { pool: 0 })
+    const first = await m.acquire()
+    hypervisor.guestState(first.handle).state = 'dirty'
+    const second = await m.acquire()
+    expect(second).not.toBe(first)
+    expect(hypervisor.guestState(second.handle)).toEqual({ state: 'golden' })
+    await m.close()
+    expect(hypervisor.liveCount).toBe(0)
+  })
+
+  it('finds the golden snapshot on disk: a second machine with the same recipe runs no setup', async () => {
+    const hypervisor = new NoopHypervisor()
+    const counter = { runs: 0 }
+    const config = { image: 'tiny', setupKey: 'shared-recipe', setup: setUp(hypervisor, counter), pool: 0 }
+    const first = new CleanMachine('m', config, { hypervisor })
+    await first.acquire()
+    const second = new CleanMachine('m', config, { hypervisor })
+    const vm = await second.acquire()
+    expect(counter.runs).toBe(1)
+    expect([first.goldenBuilt, second.goldenBuilt]).toEqual([true, false])
+    expect(hypervisor.guestState(vm.handle)).toEqual({ state: 'golden' })
+    expect(hypervisor.calls).toContain('prepare m from snapshot')
+    await Promise.all([first.close(), second.close()])
+  })
+
+  it('warm pool: hands over another clean VM and retires the used one', async () => {
+    const hypervisor = new NoopHypervisor()
+    const m = machine(hypervisor, { pool: 2 })
+    const first = await m.acquire()
+    hypervisor.guestState(first.handle).state = 'dirty'
+    m.release(first)
+    const second = await m.acquire()
+    expect(second).not.toBe(first)
+    expect(hypervisor.guestState(second.handle)).toEqual({ state: 'golden' })
+    await m.close()
+    expect(hypervisor.liveCount).toBe(0)
+  })
+
+  it("reboot runs setup on a fresh VM per test; 'none' keeps one VM and its changes", async () => {
+    const hypervisor = new NoopHypervisor()
+    const counter = { runs: 0 }
+    const rebooting = machine(hypervisor, { rollback: 'reboot' }, counter)
+    const a = await rebooting.acquire()
+    const b = await rebooting.acquire()
+    expect(b).not.toBe(a)
+    expect(counter.runs).toBe(2)
+    const shared = machine(hypervisor, { rollback: 'none' })
+    const c = await shared.acquire()
+    hypervisor.guestState(c.handle).state = 'changed'
+    const d = await shared.acquire()
+    expect(d).toBe(c)
+    expect(hypervisor.guestState(d.handle)).toEqual({ state: 'changed' })
+    await Promise.all([rebooting.close(), shared.close()])
+    expect(hypervisor.liveCount).toBe(0)
+  })
+
+  it('a setup that throws fails the acquire, leaves no VM and no cache entry', async () => {
+    const hypervisor = new NoopHypervisor()
+    const m = new CleanMachine('m', { image: 'tiny', setupKey: 'throws', setup: () => Promise.reject(new Error('setup broke')) }, { hypervisor })
+    await expect(m.acquire()).rejects.toThrow('setup broke')
+    expect(hypervisor.liveCount).toBe(0)
+    await m.close()
+  })
+
+  it('rejects bad settings by name', () => {
+    const hypervisor = new NoopHypervisor()
+    expect(() => machine(hypervisor, { pool: -1 })).toThrow(SpecError)
+    expect(() => machine(hypervisor, { pool: -1 })).toThrow(/machines\.m\.pool/)
+    expect(() => machine(hypervisor, { rollback: 'sometimes' as never })).toThrow(/rollback: must be one of 'snapshot', 'reboot', 'none'/)
+  })
+})
+
+describe('WarmPool', () => {
+  it('starts nothing when the host has no memory to spare', async () => {
+    let started = 0
+    const pool = new WarmPool({ size: 4, memoryMiB: 256, reserveMiB: 10 ** 9, start: async () => (started++, undefined as never) })
+    pool.fill()
+    expect(pool.size).toBe(0)
+    expect(await pool.take()).toBeUndefined()
+    expect(started).toBe(0)
+  })
+})

@@ -1,0 +1,55 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { SnapshotError, SnapshotMismatchError } from '../../src/errors.js'
+import { assertLaunchFits, launchDifferences, readSavedState, writeSavedStateMeta, type SavedLaunch } from '../../src/hypervisor/qemu/saved-state.js'
+
+const launch: SavedLaunch = { accel: 'tcg', machine: 'microvm', memoryMiB: 256, cpus: 1, kernel: '/k', initrd: '/i', kernelArgs: ['console=ttyS0'] }
+let dir: string
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'vmharness-saved-'))
+})
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true })
+})
+
+async function save(): Promise<void> {
+  await writeFile(join(dir, 'state.bin'), Buffer.alloc(4096, 1))
+  await writeFile(join(dir, 'disk.qcow2'), Buffer.alloc(1024, 2))
+  await writeSavedStateMeta(dir, { name: 'golden', launch, hasSeed: true, ssh: { user: 'root', hostKey: 'ssh-ed25519 AAAA' }, readyMarker: undefined, failureMarker: undefined, createdAt: 'now' }, 'PRIVATE KEY')
+}
+
+describe('saved states on disk', () => {
+  it('reads back a whole one', async () => {
+    await save()
+    const saved = await readSavedState(dir)
+    expect(saved.meta.launch).toEqual(launch)
+    expect(saved.clientKey).toBe('PRIVATE KEY')
+  })
+
+  it('refuses a directory without its metadata, and files of the wrong size', async () => {
+    await expect(readSavedState(dir)).rejects.toThrow(/not a complete saved state/)
+    await save()
+    await writeFile(join(dir, 'state.bin'), Buffer.alloc(100))
+    await expect(readSavedState(dir)).rejects.toThrow(SnapshotError)
+    await expect(readSavedState(dir)).rejects.toThrow(/state.bin .* is 100 bytes, expected 4096/)
+    await rm(join(dir, 'disk.qcow2'))
+    await writeFile(join(dir, 'state.bin'), Buffer.alloc(4096))
+    await expect(readSavedState(dir)).rejects.toThrow(/disk.qcow2 .* is missing/)
+  })
+
+  it('names every device difference, and accepts the same launch', async () => {
+    await save()
+    const { meta } = await readSavedState(dir)
+    expect(launchDifferences(meta, launch, true)).toEqual([])
+    expect(launchDifferences(meta, { ...launch, memoryMiB: 512, cpus: 2, machine: 'pc' }, false)).toEqual([
+      'memory (MiB): saved with 256, asked for 512',
+      'cpus: saved with 1, asked for 2',
+      'machine: saved with microvm, asked for pc',
+      'seed disk: saved with true, asked for false',
+    ])
+    expect(() => assertLaunchFits(meta, { ...launch, accel: 'kvm' }, true)).toThrow(SnapshotMismatchError)
+  })
+})
