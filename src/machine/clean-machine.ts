@@ -24,7 +24,7 @@ export interface MachineConfig extends VmSpec {
   snapshotKind?: SnapshotKind
 }
 
-export const defaultPoolSize = 1
+export const defaultPoolSize = 2
 export const defaultSnapshotKind: SnapshotKind = 'external'
 const cleanTag = 'clean'
 
