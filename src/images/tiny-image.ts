@@ -10,7 +10,7 @@ import type { BootableImage } from './bootable-image.js'
 import { cachedBuild } from './cached-build.js'
 import { ContentHash } from '../host/content-hash.js'
 import { cpioArchive, type CpioEntry } from './cpio-newc.js'
-import { packageRoot } from './package-root.js'
+import { packageRoot } from '../host/package-root.js'
 import { sharedLibraries } from './shared-libraries.js'
 
 const recipeVersion = '1'
