@@ -10,3 +10,9 @@ export async function qemuProcessesMentioning(fragment: string): Promise<number[
   }
   return pids
 }
+
+/** Whether a process still runs: a zombie (dead, waiting for its parent to reap it) does not. */
+export async function processRunning(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+  return stat !== '' && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+}

@@ -8,7 +8,7 @@ import { execa } from 'execa'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { processIsAlive } from '../../src/host/process-alive.js'
 import { runsRoot, sweepStaleRuns } from '../../src/host/run-dir.js'
-import { qemuProcessesMentioning } from '../helpers/host-state.js'
+import { processRunning, qemuProcessesMentioning } from '../helpers/host-state.js'
 
 let out: string
 
@@ -41,13 +41,13 @@ it('a vitest run killed with SIGKILL mid-test leaves no QEMU after 2 s, and its 
   expect(running, 'the suite never reached its test').toBeDefined()
   if (!running) return
   expect(processIsAlive(running.qemuPid)).toBe(true)
-  run.kill('SIGKILL')
-  await run
   const killedAt = Date.now()
-  const gone = await waitFor(async () => (processIsAlive(running.qemuPid) ? undefined : Date.now() - killedAt), 10_000)
+  run.kill('SIGKILL')
+  const gone = await waitFor(async () => ((await processRunning(running.qemuPid)) ? undefined : Date.now() - killedAt), 10_000)
+  await run
   expect(gone, 'QEMU outlived its run').toBeDefined()
   expect(gone).toBeLessThanOrEqual(2_000)
-  process.stderr.write(`QEMU gone ${gone} ms after the run was killed\n`)
+  process.stderr.write(`QEMU dead ${gone} ms after the run was killed\n`)
   await waitFor(async () => (processIsAlive(running.worker) ? undefined : true), 5_000)
   await sweepStaleRuns()
   expect(await qemuProcessesMentioning(runsRoot())).not.toContain(running.qemuPid)
