@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -29,10 +28,11 @@ async function waitFor<T>(probe: () => Promise<T | undefined>, timeoutMs: number
 }
 
 it('a vitest run killed with SIGKILL mid-test leaves no QEMU after 2 s, and its port and files are reclaimed', async () => {
+  // One golden snapshot for this test, reused from run to run (a fresh key per run would pile them up in the cache).
   // The vitest process itself, not npx: that is the process a CI timeout or an OOM kill hits.
   const run = execa(process.execPath, ['node_modules/vitest/vitest.mjs', 'run', '--config', 'test/suites/vitest.config.ts'], {
     reject: false,
-    env: { SUITE_FILES: 'test/suites/killed.suite.ts', SUITE_OUT: out, SUITE_KEY: `killed-${randomBytes(4).toString('hex')}` },
+    env: { SUITE_FILES: 'test/suites/killed.suite.ts', SUITE_OUT: out, SUITE_KEY: 'killed-run' },
   })
   const running = await waitFor(async () => {
     const text = await readFile(join(out, 'running.json'), 'utf8').catch(() => '')
