@@ -1,4 +1,4 @@
-import { HypervisorError, isVmHarnessError } from '../errors.js'
+import { HypervisorError } from '../errors.js'
 import type { Hypervisor, VmHandle } from '../hypervisor/hypervisor.js'
 import { SshSession } from '../ssh/ssh-session.js'
 
@@ -19,8 +19,7 @@ export async function reconnectAfterRestore(hypervisor: Hypervisor, vm: VmHandle
   } catch (error) {
     session?.close()
     if (signal?.aborted) throw error
-    const message = `did not answer after the restore: ${(error as Error).message}`
-    throw new HypervisorError(message, { vm: vm.name, cause: isVmHarnessError(error) ? error : undefined, consoleTail: await hypervisor.consoleTail(vm, 20) })
+    throw new HypervisorError(`did not answer after the restore: ${(error as Error).message}`, { vm: vm.name, cause: error, consoleTail: await hypervisor.consoleTail(vm, 20) })
   }
 }
 

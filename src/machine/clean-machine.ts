@@ -44,6 +44,11 @@ export class CleanMachine {
   /** Whether the golden snapshot was built by this machine (rather than found in the cache). */
   goldenBuilt: boolean | undefined
 
+  /** The golden snapshot's directory (what `restoreFrom` takes), once the first acquire has found or built it. */
+  get goldenSnapshotDir(): string | undefined {
+    return this.goldenDir
+  }
+
   constructor(
     readonly name: string,
     private readonly config: MachineConfig,
@@ -121,8 +126,9 @@ export class CleanMachine {
     return this.rollback === 'snapshot' && !this.pool && this.snapshotKind === 'internal'
   }
 
+  /** A new VM from the golden snapshot; only called once `first` has found or built it. */
   private async clone(options: StartOptions = this.options): Promise<Vm> {
-    if (!this.goldenDir) return (await startFromGolden(this.recipe(), options)).vm
+    if (!this.goldenDir) throw new Error(`vmharness: machine '${this.name}' cloned before its golden snapshot existed`)
     return Vm.start({ ...this.spec(), restoreFrom: this.goldenDir }, options)
   }
 
@@ -130,7 +136,6 @@ export class CleanMachine {
     const vm = await Vm.start(this.spec(), options)
     try {
       await this.config.setup?.(vm)
-      vm.commands.length = 0
       return vm
     } catch (error) {
       await vm.destroy()

@@ -42,7 +42,6 @@ export async function goldenSnapshot(recipe: GoldenRecipe, options: StartOptions
       try {
         await recipe.setup?.(vm)
         await vm.snapshot('golden', { kind: 'external', dir: snapshotDir })
-        vm.commands.length = 0
         return vm
       } catch (error) {
         await vm.destroy()

@@ -1,4 +1,4 @@
-import { CommandError, HypervisorError, SnapshotError, SpecError, UnsupportedError } from '../errors.js'
+import { CommandError, HypervisorError, SpecError, UnsupportedError } from '../errors.js'
 import type { Hypervisor, SnapshotInfo, SnapshotOptions, VmHandle, VmState } from '../hypervisor/hypervisor.js'
 import { chooseBackend, hypervisorFor } from '../hypervisor/router.js'
 import type { VmSpec } from '../spec/vm-spec.js'
@@ -129,13 +129,10 @@ export class Vm implements AsyncDisposable {
   async restore(name: string, options: { signal?: AbortSignal } = {}): Promise<void> {
     if (!this.hypervisor.features.has('snapshot')) throw new UnsupportedError(this.hypervisor.name, 'restore')
     this.requireAlive('restore')
-    const known = (await this.hypervisor.listSnapshots(this.handle)).map((snapshot) => snapshot.name)
-    if (!known.includes(name)) {
-      throw new SnapshotError(`no such snapshot in this VM (it has: ${known.map((n) => `'${n}'`).join(', ') || 'none'})`, name, { vm: this.name })
-    }
+    // An unknown name fails here with the VM untouched, so the old session is kept until the restore went ahead.
+    await this.hypervisor.restore(this.handle, name, options)
     this.session?.close()
     this.session = undefined
-    await this.hypervisor.restore(this.handle, name, options)
     if (this.hypervisor.features.has('ssh')) this.session = await reconnectAfterRestore(this.hypervisor, this.handle, options.signal)
   }
 

@@ -32,7 +32,7 @@ import { buildQemuArgv, type QemuLaunch } from './qemu-argv.js'
 import { spawnQemu, type QemuProcess } from './qemu-process.js'
 import { loadInternalSnapshot, saveExternalSnapshot, saveInternalSnapshot, type QemuSnapshot } from './qemu-snapshots.js'
 import { QmpClient } from './qmp-client.js'
-import { assertLaunchFits, readSavedState, savedStateFiles } from './saved-state.js'
+import { assertLaunchFits, readSavedState, savedStateFiles, type SavedState } from './saved-state.js'
 
 const guestAddress = '10.0.2.15'
 const forcedStopGraceMs = 2_000
@@ -113,17 +113,30 @@ export class QemuHypervisor implements Hypervisor {
     await this.hostTools()
     const id = randomBytes(4).toString('hex')
     const dir = await (await runDir()).vmDir(id)
+    const launch = this.launchFor(dir, { ...wanted, disk: '', seedIso: undefined })
+    const ssh: SshEndpoint = { host: '127.0.0.1', port: 0, user: saved.meta.ssh.user, privateKey: saved.clientKey, hostKey: saved.meta.ssh.hostKey }
+    const handle = this.register(id, spec, { dir, launch, ssh, diskBacking: '' }, { readyMarker: saved.meta.readyMarker, failureMarker: saved.meta.failureMarker, restoredFrom: from })
     try {
-      const overlay = join(dir, 'disk-0.qcow2')
-      await this.createOverlay(join(from, savedStateFiles.disk), overlay)
-      const launch = this.launchFor(dir, { ...wanted, disk: overlay, seedIso: saved.meta.hasSeed ? join(from, savedStateFiles.seed) : undefined })
-      await startConsoleLogFrom(from, launch.consoleLog)
-      const ssh: SshEndpoint = { host: '127.0.0.1', port: 0, user: saved.meta.ssh.user, privateKey: saved.clientKey, hostKey: saved.meta.ssh.hostKey }
-      return this.register(id, spec, { dir, launch, ssh, incomingState: join(from, savedStateFiles.state), diskBacking: join(from, savedStateFiles.disk) }, { readyMarker: saved.meta.readyMarker, failureMarker: saved.meta.failureMarker, restoredFrom: from })
+      await this.loadOnNextLaunch(this.record(handle), saved)
+      return handle
     } catch (error) {
+      this.vms.delete(id)
       await rm(dir, { recursive: true, force: true })
       throw error
     }
+  }
+
+  /** Points the VM at a saved state: a fresh overlay over its frozen disk, its seed and console log, and its RAM for the next launch. */
+  private async loadOnNextLaunch(record: QemuVm, saved: SavedState): Promise<void> {
+    const overlay = join(record.dir, `disk-${++record.serial}.qcow2`)
+    await this.createOverlay(join(saved.dir, savedStateFiles.disk), overlay)
+    await removeOverlaysExcept(record.dir, overlay)
+    record.launch.disk = overlay
+    record.launch.seedIso = saved.meta.hasSeed ? join(saved.dir, savedStateFiles.seed) : undefined
+    record.diskNode = 'disk0'
+    record.diskBacking = join(saved.dir, savedStateFiles.disk)
+    record.incomingState = join(saved.dir, savedStateFiles.state)
+    await startConsoleLogFrom(saved.dir, record.launch.consoleLog)
   }
 
   private launchFor(dir: string, parts: Omit<QemuLaunch, 'sshHostPort' | 'qmpSocket' | 'consoleSocket' | 'consoleLog'>): QemuLaunch {
@@ -278,15 +291,7 @@ export class QemuHypervisor implements Hypervisor {
     record.qmp?.close()
     record.qmp = undefined
     for (const [name, snapshot] of record.snapshots) if (snapshot.info.kind === 'internal') record.snapshots.delete(name)
-    const overlay = join(record.dir, `disk-${++record.serial}.qcow2`)
-    await this.createOverlay(join(from, savedStateFiles.disk), overlay)
-    await removeOverlaysExcept(record.dir, overlay)
-    record.launch.disk = overlay
-    record.launch.seedIso = saved.meta.hasSeed ? join(from, savedStateFiles.seed) : undefined
-    record.diskNode = 'disk0'
-    record.diskBacking = join(from, savedStateFiles.disk)
-    record.incomingState = join(from, savedStateFiles.state)
-    await startConsoleLogFrom(from, record.launch.consoleLog)
+    await this.loadOnNextLaunch(record, saved)
     await this.launch(vm, record, signal)
   }
 
@@ -346,15 +351,20 @@ export class QemuHypervisor implements Hypervisor {
 }
 
 async function loadIncoming(qmp: QmpClient, process: QemuProcess): Promise<void> {
+  await unlessExited(process, 'while loading', migrateFromInheritedFd(qmp, restoreTimeoutMs))
+  await qmp.execute('cont')
+}
+
+/** Rejects at once with QEMU's exit (and its stderr) when the process ends before `work` settles. */
+async function unlessExited<T>(process: QemuProcess, during: string, work: Promise<T>): Promise<T> {
   const exitedEarly = process.exited.then((info) => {
-    throw new Error(`QEMU exited while loading (${describeExit(info, 5)})`)
+    throw new Error(`QEMU exited ${during} (${describeExit(info, 5)})`)
   })
   try {
-    await Promise.race([migrateFromInheritedFd(qmp, restoreTimeoutMs), exitedEarly])
+    return await Promise.race([work, exitedEarly])
   } finally {
     exitedEarly.catch(() => undefined)
   }
-  await qmp.execute('cont')
 }
 
 /** A restored guest prints nothing new at first: its log begins with what it printed before the save. */
@@ -378,10 +388,7 @@ async function removeOverlaysExcept(dir: string, keep: string): Promise<void> {
 }
 
 function connectMonitor(qmpSocket: string, process: QemuProcess, signal?: AbortSignal): Promise<QmpClient> {
-  const exitedEarly = process.exited.then((info) => {
-    throw new Error(`QEMU exited during start-up (${describeExit(info)})`)
-  })
-  return Promise.race([QmpClient.connect(qmpSocket, { timeoutMs: 30_000, signal }), exitedEarly])
+  return unlessExited(process, 'during start-up', QmpClient.connect(qmpSocket, { timeoutMs: 30_000, signal }))
 }
 
 /** Graceful, then forced: ACPI power-off (when given time), SIGTERM, SIGKILL. */

@@ -2,7 +2,7 @@ import { constants } from 'node:fs'
 import { copyFile, mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { execa } from 'execa'
-import { isVmHarnessError, SnapshotError } from '../../errors.js'
+import { SnapshotError } from '../../errors.js'
 import type { SnapshotInfo } from '../hypervisor.js'
 import { migrateToFile } from './migration-file.js'
 import type { QemuVm } from './qemu-hypervisor.js'
@@ -94,7 +94,7 @@ export async function saveExternalSnapshot(
     )
   } catch (error) {
     await rm(dir, { recursive: true, force: true })
-    if (isVmHarnessError(error) && error instanceof SnapshotError) throw error
+    if (error instanceof SnapshotError) throw error
     throw new SnapshotError(`could not be saved: ${(error as Error).message}`, name, { cause: error })
   } finally {
     if (running) await qmp.execute('cont')
