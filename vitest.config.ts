@@ -15,7 +15,8 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
-          globalSetup: ['test/integration/global-setup.ts'],
+          // The same globalSetup users get: checks the host, builds the tiny image once for all workers, sweeps at the end.
+          globalSetup: ['fixtures/global-setup.ts'],
           // Booting under TCG on a busy 2-core runner can take tens of seconds.
           testTimeout: 180_000,
           hookTimeout: 240_000,

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
@@ -35,7 +35,7 @@ afterAll(async () => {
   await rm(out, { recursive: true, force: true })
   // The golden entries this file's suites built (keyed by suiteKey) are of no use to anyone after it.
   const goldenRoot = join(cacheRoot(), 'golden')
-  for (const entry of await import('node:fs/promises').then((fs) => fs.readdir(goldenRoot))) {
+  for (const entry of await readdir(goldenRoot)) {
     const record = await readFile(join(goldenRoot, entry, 'golden.json'), 'utf8').catch(() => '')
     if (record.includes(suiteKey)) await rm(join(goldenRoot, entry), { recursive: true, force: true })
   }

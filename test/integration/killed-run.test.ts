@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -51,7 +51,6 @@ it('a vitest run killed with SIGKILL mid-test leaves no QEMU after 2 s, and its 
   await waitFor(async () => (processIsAlive(running.worker) ? undefined : true), 5_000)
   await sweepStaleRuns()
   expect(await qemuProcessesMentioning(runsRoot())).not.toContain(running.qemuPid)
-  const { readdir } = await import('node:fs/promises')
   expect((await readdir(runsRoot())).filter((entry) => entry.startsWith(`run-${running.worker}-`))).toEqual([])
   await new Promise<void>((resolve, reject) => {
     const server = createServer()

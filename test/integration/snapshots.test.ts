@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { readdir } from 'node:fs/promises'
+import { copyFile, mkdir, readdir, truncate } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -104,7 +104,6 @@ describe('snapshots of the tiny guest', () => {
   })
 
   it('refuses a saved state whose RAM file was cut short', async () => {
-    const { copyFile, truncate, mkdir } = await import('node:fs/promises')
     const saved = (await vm.listSnapshots()).find((s) => s.name === 'golden')
     const damaged = join((await runDir()).path, 'damaged-snapshot')
     await mkdir(damaged)
