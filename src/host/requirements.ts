@@ -15,6 +15,8 @@ export type RequirementId =
   | 'dropbearconvert'
   | 'sftp-server'
   | 'mkfs-ext4'
+  | 'mmdebstrap'
+  | 'chroot'
 
 /** One thing the host must provide, and the Debian package that provides it. */
 export interface Requirement {
@@ -61,7 +63,9 @@ export const requirements: Requirement[] = [
   { id: 'dropbear', what: 'dropbear', debianPackage: 'dropbear-bin', neededFor: 'the tiny image', locate: () => findBinary('dropbear') },
   { id: 'dropbearconvert', what: 'dropbearconvert', debianPackage: 'dropbear-bin', neededFor: 'the tiny image (its pinned host key)', locate: () => findBinary('dropbearconvert') },
   { id: 'sftp-server', what: 'sftp-server', debianPackage: 'openssh-sftp-server', neededFor: 'the tiny image (sftp)', locate: () => existing('/usr/lib/openssh/sftp-server') },
-  { id: 'mkfs-ext4', what: 'mkfs.ext4', debianPackage: 'e2fsprogs', neededFor: 'the tiny image', locate: () => findBinary('mkfs.ext4') },
+  { id: 'mkfs-ext4', what: 'mkfs.ext4', debianPackage: 'e2fsprogs', neededFor: 'building guest images', locate: () => findBinary('mkfs.ext4') },
+  { id: 'mmdebstrap', what: 'mmdebstrap', debianPackage: 'mmdebstrap', neededFor: 'the Debian image', locate: () => findBinary('mmdebstrap') },
+  { id: 'chroot', what: 'chroot', debianPackage: 'coreutils', neededFor: 'the Debian image (enabling units offline)', locate: () => findBinary('chroot') },
 ]
 
 /** Where the host provides a requirement; otherwise a HostError naming the Debian package to install. */

@@ -9,5 +9,9 @@ export interface BootableImage {
   readyMarker?: string
   /** A line the guest prints (followed by the reason) when it cannot become ready. */
   failureMarker?: string
+  /** A guest command that returns once the first boot has finished (sshd may answer before cloud-init is done). */
+  readyCommand?: string
   sshUser: string
+  /** What the image is, for progress lines and `vmharness images`. */
+  description?: string
 }

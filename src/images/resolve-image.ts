@@ -1,10 +1,11 @@
 import { access } from 'node:fs/promises'
 import { ImageError } from '../errors.js'
-import type { ResolvedSpec } from '../spec/vm-spec.js'
+import type { ImageFiles, ResolvedSpec } from '../spec/vm-spec.js'
 import type { BootableImage } from './bootable-image.js'
+import { debianImage } from './debian-image.js'
 import { tinyImage } from './tiny-image.js'
 
-export const imageNames = ['tiny'] as const
+export const imageNames = ['tiny', 'debian'] as const
 
 const prebuilt = new Map<string, BootableImage>()
 
@@ -16,12 +17,21 @@ export function registerPrebuiltImage(name: string, image: BootableImage): void 
 /** Turns a spec's image (a name or the user's files) into files a backend can boot, building if needed. */
 export async function resolveImage(spec: ResolvedSpec, options: { signal?: AbortSignal; onProgress?: (line: string) => void } = {}): Promise<BootableImage> {
   const image = spec.image
-  if (typeof image === 'string') {
-    const ready = prebuilt.get(image)
-    if (ready && (image !== 'tiny' || spec.kernel === undefined)) return ready
-    if (image === 'tiny') return tinyImage({ kernel: spec.kernel, ...options })
-    throw new ImageError(`unknown image; use one of ${imageNames.map((n) => `'${n}'`).join(', ')}, or give { disk, kernel?, initrd? }`, image)
+  if (typeof image === 'string' || !('disk' in image)) {
+    const name = typeof image === 'string' ? image : image.name
+    const packages = typeof image === 'string' ? [] : (image.packages ?? [])
+    const ready = prebuilt.get(name)
+    if (ready && packages.length === 0 && (name !== 'tiny' || spec.kernel === undefined)) return ready
+    if (name === 'tiny' && packages.length > 0) throw new ImageError("takes no packages (it is busybox and dropbear only); use 'debian' to install packages", name)
+    if (name === 'tiny') return tinyImage({ kernel: spec.kernel, ...options })
+    if (name === 'debian') return debianImage({ packages, ...options })
+    throw new ImageError(`unknown image; use one of ${imageNames.map((n) => `'${n}'`).join(', ')}, or give your own files { disk, kernel?, initrd? }`, name)
   }
+  return userImage(image)
+}
+
+/** The user's own image: checked to exist, never written (each VM runs on an overlay). */
+async function userImage(image: ImageFiles): Promise<BootableImage> {
   for (const [field, path] of Object.entries(image)) {
     if (path === undefined) continue
     try {

@@ -13,11 +13,19 @@ export interface ImageFiles {
   initrd?: string
 }
 
+/** A built image with options: `{ name: 'debian', packages: ['nginx'] }` installs nginx at build time. */
+export interface ImageRecipe {
+  name: string
+  packages?: string[]
+}
+
+export type ImageChoice = string | ImageFiles | ImageRecipe
+
 export interface VmSpec {
   /** Shown in logs and errors; any characters (it is never passed through a shell). */
   name?: string
-  /** 'tiny', or the files of an image. May be left out when `restoreFrom` is given. */
-  image?: string | ImageFiles
+  /** 'tiny', 'debian', a recipe with options, or the files of an image. May be left out when `restoreFrom` is given. */
+  image?: ImageChoice
   /** MiB of guest memory. */
   memory?: number
   cpus?: number
@@ -40,7 +48,7 @@ export interface VmSpec {
 
 export interface ResolvedSpec {
   name: string
-  image: string | ImageFiles
+  image: ImageChoice
   memory: number
   cpus: number
   accel: AcceleratorChoice
@@ -53,6 +61,9 @@ export interface ResolvedSpec {
 }
 
 const limits = { memoryMin: 64, memoryMax: 1024 * 1024, cpusMax: 256 }
+/** What each built image boots well with under TCG (HOST.md): Debian runs systemd and cloud-init's Python. */
+const imageDefaults: Record<string, { memory: number; cpus: number }> = { debian: { memory: 512, cpus: 2 } }
+const fallbackDefaults = { memory: 256, cpus: 1 }
 
 /** Checks a spec before anything starts and fills in defaults; every problem is a SpecError naming the field. */
 export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env): ResolvedSpec {
@@ -61,12 +72,13 @@ export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env):
     throw new SpecError('must be the path of a saved snapshot directory', 'restoreFrom')
   }
   const image = spec.image === undefined && spec.restoreFrom ? { disk: join(spec.restoreFrom, 'disk.qcow2') } : checkImage(spec.image)
-  const memory = checkInteger(spec.memory ?? 256, 'memory', limits.memoryMin, limits.memoryMax, 'MiB')
-  const cpus = checkInteger(spec.cpus ?? 1, 'cpus', 1, limits.cpusMax, 'vCPUs')
+  const defaults = imageDefaults[typeof image === 'string' ? image : 'name' in image ? image.name : ''] ?? fallbackDefaults
+  const memory = checkInteger(spec.memory ?? defaults.memory, 'memory', limits.memoryMin, limits.memoryMax, 'MiB')
+  const cpus = checkInteger(spec.cpus ?? defaults.cpus, 'cpus', 1, limits.cpusMax, 'vCPUs')
   const accel = checkChoice(spec.accel ?? (env.VMHARNESS_ACCEL as AcceleratorChoice | undefined) ?? 'auto', 'accel', ['kvm', 'tcg', 'auto'])
   const machine = checkChoice(spec.machine ?? 'microvm', 'machine', ['pc', 'microvm'])
   const backend = checkChoice(spec.backend ?? (env.VMHARNESS_BACKEND as BackendName | undefined) ?? 'auto', spec.backend ? 'backend' : 'backend (from VMHARNESS_BACKEND)', [...backendNames, 'auto'])
-  const name = spec.name ?? (typeof image === 'string' ? image : 'vm')
+  const name = spec.name ?? (typeof image === 'string' ? image : 'name' in image ? image.name : 'vm')
   if (typeof name !== 'string' || name.length === 0 || name.length > 128 || name.includes('\0')) {
     throw new SpecError('must be a non-empty string of at most 128 characters', 'name')
   }
@@ -89,8 +101,15 @@ export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env):
   }
 }
 
-function checkImage(image: unknown): string | ImageFiles {
+function checkImage(image: unknown): ImageChoice {
   if (typeof image === 'string' && image.length > 0) return image
+  if (typeof image === 'object' && image !== null && typeof (image as ImageRecipe).name === 'string' && (image as ImageRecipe).name.length > 0) {
+    const packages = (image as ImageRecipe).packages
+    if (packages !== undefined && (!Array.isArray(packages) || packages.some((name) => typeof name !== 'string'))) {
+      throw new SpecError('must be an array of Debian package names', 'image.packages')
+    }
+    return image as ImageRecipe
+  }
   if (typeof image === 'object' && image !== null && typeof (image as ImageFiles).disk === 'string') {
     const files = image as ImageFiles
     for (const key of ['kernel', 'initrd'] as const) {
@@ -98,7 +117,7 @@ function checkImage(image: unknown): string | ImageFiles {
     }
     return files
   }
-  throw new SpecError("is missing: give an image name such as 'tiny', or { disk, kernel?, initrd? }", 'image')
+  throw new SpecError("is missing: give an image name ('tiny', 'debian'), { name: 'debian', packages: [...] }, or your own files { disk, kernel?, initrd? }", 'image')
 }
 
 function checkInteger(value: unknown, field: string, min: number, max: number, unit: string): number {
