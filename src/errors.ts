@@ -147,6 +147,30 @@ export class HostKeyMismatchError extends SshError {
   }
 }
 
+/** A wait (`waitUntilSucceeds`, `waitForUnit`, ...) ran out of time; `lastSeen` is what its last look found. */
+export class WaitTimeoutError extends VmHarnessError {
+  constructor(
+    readonly what: string,
+    readonly vm: string,
+    readonly waitedMs: number,
+    readonly attempts: number,
+    readonly lastSeen: string,
+  ) {
+    super(`vm '${vm}': gave up after ${(waitedMs / 1000).toFixed(1)} s (${attempts} attempts) waiting for ${what}\n  last seen:\n${indent(tail(lastSeen, 20) || '(nothing)')}`)
+  }
+}
+
+/** A systemd unit a test waited for has failed; `status` is what `systemctl status` said of it. */
+export class UnitFailedError extends VmHarnessError {
+  constructor(
+    readonly unit: string,
+    readonly vm: string,
+    readonly status: string,
+  ) {
+    super(`vm '${vm}': unit ${unit} failed\n  systemctl status:\n${indent(tail(status, 30))}`)
+  }
+}
+
 export interface CommandResult {
   command: string
   stdout: string

@@ -43,6 +43,8 @@ export interface VmHandle {
   readonly readyMarker: string | undefined
   /** A line the guest prints when it cannot become ready, if its image has one. */
   readonly failureMarker: string | undefined
+  /** A command that returns once a freshly booted guest has finished booting (SSH can come earlier). */
+  readonly readyCommand?: string
   readonly accel: 'kvm' | 'tcg' | 'none'
   /** The external snapshot this VM starts from instead of booting (`spec.restoreFrom`). */
   readonly restoredFrom: string | undefined

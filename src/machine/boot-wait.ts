@@ -37,7 +37,17 @@ export async function waitForBoot(
       } else {
         stage = 'connecting SSH'
       }
-      return SshSession.connect(target, { timeoutMs: Math.max(1, options.timeoutMs), signal })
+      const session = await SshSession.connect(target, { timeoutMs: Math.max(1, options.timeoutMs), signal })
+      if (vm.readyCommand) {
+        stage = 'SSH connected, waiting for the guest to finish booting'
+        try {
+          await session.exec(vm.readyCommand, { signal })
+        } catch (error) {
+          session.close()
+          throw error
+        }
+      }
+      return session
     }
     return await Promise.race([ready(), processEnded])
   } catch (error) {

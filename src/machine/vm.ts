@@ -1,11 +1,18 @@
+import { statSync } from 'node:fs'
+import type { Readable } from 'node:stream'
 import { CommandError, HypervisorError, SpecError, UnsupportedError } from '../errors.js'
 import type { Hypervisor, SnapshotInfo, SnapshotOptions, VmHandle, VmState } from '../hypervisor/hypervisor.js'
 import { chooseBackend, hypervisorFor } from '../hypervisor/router.js'
 import type { VmSpec } from '../spec/vm-spec.js'
 import { resolveSpec } from '../spec/vm-spec.js'
+import { PortForward } from '../ssh/port-forward.js'
+import { copyFromGuest, copyToGuest, type CopySummary } from '../ssh/sftp-copy.js'
 import type { ExecOptions, ExecResult, SshSession } from '../ssh/ssh-session.js'
 import { reconnectAfterRestore } from './after-restore.js'
 import { defaultBootTimeoutMs, waitForBoot } from './boot-wait.js'
+import { followConsoleLog } from './console-stream.js'
+import * as waits from './guest-waits.js'
+import type { WaitOptions } from './poll.js'
 
 export interface StartOptions {
   /** A backend instance to use instead of the one the spec names (tests of the layers above). */
@@ -26,12 +33,18 @@ export interface CommandRecord {
 export class Vm implements AsyncDisposable {
   readonly commands: CommandRecord[] = []
   private destroyed = false
+  private readonly forwards: PortForward[] = []
+  /** Where the console log stood when the current state began (boot or restore): console waits read from here. */
+  private consoleOffset = 0
 
   private constructor(
     readonly hypervisor: Hypervisor,
     readonly handle: VmHandle,
     private session: SshSession | undefined,
-  ) {}
+  ) {
+    // A booted guest's whole log is this state's; a clone's log begins with the saved guest's.
+    if (handle.restoredFrom) this.markConsoleStart()
+  }
 
   /** Validates the spec, prepares and boots the VM, and waits until it answers SSH. */
   static async start(spec: VmSpec, options: StartOptions = {}): Promise<Vm> {
@@ -81,6 +94,70 @@ export class Vm implements AsyncDisposable {
     const result = await this.exec(command, options)
     if (result.exitCode === 0) throw new CommandError('was expected to fail', result, this.name)
     return result
+  }
+
+  /** Retries `command` until it exits 0 (default timeout 60 s); returns its stdout, else WaitTimeoutError with its last output. */
+  waitUntilSucceeds(command: string, options: WaitOptions = {}): Promise<string> {
+    return waits.waitUntilSucceeds(this.waitTarget(), command, options)
+  }
+
+  /** Retries `command` until it exits non-zero; returns that result. */
+  waitUntilFails(command: string, options: WaitOptions = {}): Promise<ExecResult> {
+    return waits.waitUntilFails(this.waitTarget(), command, options)
+  }
+
+  /** Waits for a systemd unit to be active; a failed unit throws UnitFailedError with its `systemctl status`. */
+  waitForUnit(unit: string, options: WaitOptions = {}): Promise<void> {
+    return waits.waitForUnit(this.waitTarget(), unit, options)
+  }
+
+  /** Waits until something in the guest listens on TCP `port`. */
+  waitForOpenPort(port: number, options: WaitOptions = {}): Promise<void> {
+    return waits.waitForOpenPort(this.waitTarget(), port, options)
+  }
+
+  /** Waits until `path` exists in the guest. */
+  waitForFile(path: string, options: WaitOptions = {}): Promise<void> {
+    return waits.waitForFile(this.waitTarget(), path, options)
+  }
+
+  /** Waits for a console line (printed since this boot or restore) containing `text` or matching it; returns the line. */
+  waitForConsoleText(text: string | RegExp, options: WaitOptions = {}): Promise<string> {
+    return waits.waitForConsoleText(this.waitTarget(), text, this.consoleOffset, options)
+  }
+
+  /** The serial console from now on as a byte stream; it ends when the VM is destroyed. Destroy it to stop reading. */
+  console(options: { fromStart?: boolean } = {}): Readable {
+    const logPath = this.consoleLogPath()
+    if (!logPath) throw new UnsupportedError(this.hypervisor.name, 'console')
+    return followConsoleLog(logPath, options.fromStart ? 0 : fileSize(logPath), () => this.destroyed)
+  }
+
+  /** Copies a host file, or a directory tree, to `guestPath` (modes kept). */
+  async copyTo(localPath: string, guestPath: string): Promise<CopySummary> {
+    const sftp = await this.requireSession('copyTo').sftp()
+    return copyToGuest(sftp, localPath, guestPath).catch((error: Error) => {
+      throw new HypervisorError(`copyTo ${guestPath}: ${error.message}`, { vm: this.name, cause: error })
+    })
+  }
+
+  /** Copies a guest file, or a directory tree, to `localPath` on the host (modes kept). */
+  async copyFrom(guestPath: string, localPath: string): Promise<CopySummary> {
+    const sftp = await this.requireSession('copyFrom').sftp()
+    return copyFromGuest(sftp, guestPath, localPath).catch((error: Error) => {
+      throw new HypervisorError(`copyFrom ${guestPath}: ${error.message}`, { vm: this.name, cause: error })
+    })
+  }
+
+  /**
+   * A port on 127.0.0.1 whose connections reach `guestPort` on the guest's loopback, through
+   * SSH. It lasts until the VM is destroyed and survives restores.
+   */
+  async forwardPort(guestPort: number): Promise<number> {
+    this.requireSession('forwardPort')
+    const forward = await PortForward.open(guestPort, () => this.requireSession('forwardPort'))
+    this.forwards.push(forward)
+    return forward.port
   }
 
   /** Copies a host file into the guest over sftp. */
@@ -133,6 +210,7 @@ export class Vm implements AsyncDisposable {
     await this.hypervisor.restore(this.handle, name, options)
     this.session?.close()
     this.session = undefined
+    this.markConsoleStart()
     if (this.hypervisor.features.has('ssh')) this.session = await reconnectAfterRestore(this.hypervisor, this.handle, options.signal)
   }
 
@@ -154,11 +232,27 @@ export class Vm implements AsyncDisposable {
     this.session = undefined
     if (this.destroyed) return
     this.destroyed = true
+    await Promise.all(this.forwards.splice(0).map((forward) => forward.close()))
     await this.hypervisor.destroy(this.handle)
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.destroy()
+  }
+
+  private consoleLogPath(): string | undefined {
+    if (!this.hypervisor.features.has('console')) return undefined
+    const endpoint = this.hypervisor.consoleEndpoint(this.handle)
+    return endpoint.kind === 'unix-socket' ? endpoint.logPath : undefined
+  }
+
+  private markConsoleStart(): void {
+    const logPath = this.consoleLogPath()
+    this.consoleOffset = logPath ? fileSize(logPath) : 0
+  }
+
+  private waitTarget(): waits.WaitTarget {
+    return { name: this.name, exec: (command, options) => this.exec(command, options), consoleLogPath: () => this.consoleLogPath() }
   }
 
   private requireAlive(operation: string): void {
@@ -170,5 +264,13 @@ export class Vm implements AsyncDisposable {
     if (this.destroyed) throw new HypervisorError(`cannot ${operation}: the VM was destroyed`, { vm: this.name })
     if (!this.session || this.session.isClosed) throw new HypervisorError(`cannot ${operation}: no SSH session (the VM was stopped?)`, { vm: this.name })
     return this.session
+  }
+}
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size
+  } catch {
+    return 0
   }
 }

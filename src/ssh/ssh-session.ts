@@ -165,6 +165,16 @@ export class SshSession {
     )
   }
 
+  /** A TCP connection from the guest's sshd to `guestPort` on the guest's loopback (direct-tcpip). */
+  openTunnel(guestPort: number): Promise<ClientChannel> {
+    return new Promise((resolve, reject) => {
+      if (this.closed) return reject(new SshError(`session is closed; cannot reach guest port ${guestPort}`, this.endpoint))
+      this.client.forwardOut('127.0.0.1', 0, '127.0.0.1', guestPort, (error, channel) =>
+        error ? reject(new SshError(`cannot reach guest port ${guestPort}: ${error.message}`, this.endpoint, { cause: error })) : resolve(channel),
+      )
+    })
+  }
+
   close(): void {
     this.closed = true
     this.client.end()

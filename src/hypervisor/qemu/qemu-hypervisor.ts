@@ -97,7 +97,7 @@ export class QemuHypervisor implements Hypervisor {
         seedIso,
       })
       const ssh: SshEndpoint = { host: '127.0.0.1', port: 0, user: image.sshUser, privateKey: clientKey.privateKey, hostKey: hostKey.publicKey }
-      return this.register(id, spec, { dir, launch, ssh, diskBacking: image.disk }, { readyMarker: image.readyMarker, failureMarker: image.failureMarker })
+      return this.register(id, spec, { dir, launch, ssh, diskBacking: image.disk }, { readyMarker: image.readyMarker, failureMarker: image.failureMarker, readyCommand: image.readyCommand })
     } catch (error) {
       await rm(dir, { recursive: true, force: true })
       throw error
@@ -152,7 +152,7 @@ export class QemuHypervisor implements Hypervisor {
     id: string,
     spec: ResolvedSpec,
     parts: Pick<QemuVm, 'dir' | 'launch' | 'ssh' | 'incomingState' | 'diskBacking'>,
-    guest: { readyMarker: string | undefined; failureMarker: string | undefined; restoredFrom?: string },
+    guest: { readyMarker: string | undefined; failureMarker: string | undefined; readyCommand?: string; restoredFrom?: string },
   ): VmHandle {
     let settleExit!: (info: ExitInfo) => void
     const exited = new Promise<ExitInfo>((resolve) => (settleExit = resolve))
@@ -165,6 +165,7 @@ export class QemuHypervisor implements Hypervisor {
       ssh: parts.ssh,
       readyMarker: guest.readyMarker,
       failureMarker: guest.failureMarker,
+      readyCommand: guest.readyCommand,
       restoredFrom: guest.restoredFrom,
       accel: parts.launch.accel,
       exited,
