@@ -2,6 +2,7 @@
 import { isVmHarnessError } from '../errors.js'
 import { allPackages } from '../host/requirements.js'
 import { doctor } from './doctor.js'
+import { keptCommand, sshIntoKept } from './kept-commands.js'
 
 const usage = `usage: vmharness <command>
 
@@ -9,6 +10,9 @@ commands:
   doctor [--install]   what this host lacks to boot guests, the accelerator verdict and why;
                        --install installs the missing Debian packages (as root)
   packages             the Debian packages vmharness needs, one line (for install scripts)
+  ssh <name|id> [cmd]  a shell (or one command) in a VM kept by VMHARNESS_KEEP=on-failure
+  kept [--stop <name|id> | --stop-all]
+                       the VMs kept for debugging, and how to reach them; or stop them
 `
 
 async function main(argv: string[]): Promise<number> {
@@ -22,6 +26,10 @@ async function main(argv: string[]): Promise<number> {
       }
       return doctor({ install: rest.includes('--install'), write: (line) => process.stdout.write(line + '\n') })
     }
+    case 'ssh':
+      return sshIntoKept(rest)
+    case 'kept':
+      return keptCommand(rest, (text) => process.stdout.write(text))
     case 'packages':
       process.stdout.write(allPackages().join(' ') + '\n')
       return 0

@@ -17,6 +17,7 @@ export type RequirementId =
   | 'mkfs-ext4'
   | 'mmdebstrap'
   | 'chroot'
+  | 'ssh-client'
 
 /** One thing the host must provide, and the Debian package that provides it. */
 export interface Requirement {
@@ -65,6 +66,7 @@ export const requirements: Requirement[] = [
   { id: 'sftp-server', what: 'sftp-server', debianPackage: 'openssh-sftp-server', neededFor: 'the tiny image (sftp)', locate: () => existing('/usr/lib/openssh/sftp-server') },
   { id: 'mkfs-ext4', what: 'mkfs.ext4', debianPackage: 'e2fsprogs', neededFor: 'building guest images', locate: () => findBinary('mkfs.ext4') },
   { id: 'mmdebstrap', what: 'mmdebstrap', debianPackage: 'mmdebstrap', neededFor: 'the Debian image', locate: () => findBinary('mmdebstrap') },
+  { id: 'ssh-client', what: 'the OpenSSH client (ssh)', debianPackage: 'openssh-client', neededFor: 'vmharness ssh into kept VMs', locate: () => findBinary('ssh') },
   { id: 'chroot', what: 'chroot', debianPackage: 'coreutils', neededFor: 'the Debian image (enabling units offline)', locate: () => findBinary('chroot') },
 ]
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { readFileSync, rmSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync } from 'node:fs'
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -42,8 +42,12 @@ async function createRunDir(): Promise<RunDir> {
   const path = join(root, `run-${process.pid}-${randomBytes(3).toString('hex')}`)
   await mkdir(path, { mode: 0o700 })
   await writeFile(join(path, 'owner.json'), JSON.stringify({ pid: process.pid, started: processStartTicks(process.pid) }), { mode: 0o600 })
-  // A normal exit removes the run's key and directories now; a crash leaves them to the next sweep.
-  process.once('exit', () => rmSync(path, { recursive: true, force: true }))
+  // A normal exit kills the VMs still recorded here (detached ones do not die with this process)
+  // and removes the run's key and directories now; a crash leaves them to the next sweep.
+  process.once('exit', () => {
+    killRecordedVmsSync(path)
+    rmSync(path, { recursive: true, force: true })
+  })
   return {
     path,
     async vmDir(id) {
@@ -102,6 +106,34 @@ async function recordedVmPids(runPath: string): Promise<number[]> {
     if (Number.isInteger(pid) && pid > 0) pids.push(pid)
   }
   return pids
+}
+
+function killRecordedVmsSync(runPath: string): void {
+  for (const entry of readdirSafe(runPath)) {
+    const pid = Number.parseInt(readFileSafe(join(runPath, entry, 'qemu.pid')), 10)
+    if (!Number.isInteger(pid) || pid <= 0 || !readFileSafe(`/proc/${pid}/cmdline`).includes(runPath)) continue
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function readdirSafe(path: string): string[] {
+  try {
+    return readdirSync(path)
+  } catch {
+    return []
+  }
+}
+
+function readFileSafe(path: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch {
+    return ''
+  }
 }
 
 /** A recycled pid must never be killed: the process has to name this run's directory on its command line. */

@@ -1,3 +1,4 @@
+import type { KeptVm } from '../host/kept-vms.js'
 import type { BackendName, ResolvedSpec } from '../spec/vm-spec.js'
 
 export type VmStatus = 'prepared' | 'running' | 'paused' | 'stopped' | 'crashed' | 'destroyed'
@@ -10,7 +11,7 @@ export interface VmState {
 }
 
 /** What a backend can do beyond prepare/start/stop/destroy/state; anything else is an UnsupportedError. */
-export type Feature = 'suspend' | 'ssh' | 'console' | 'snapshot'
+export type Feature = 'suspend' | 'ssh' | 'console' | 'snapshot' | 'keep'
 
 export type ConsoleEndpoint = { kind: 'unix-socket'; path: string; logPath: string } | { kind: 'none' }
 
@@ -106,6 +107,8 @@ export interface Hypervisor {
   /** Puts the VM back to the state saved under `name`; the guest's network connections do not survive. */
   restore(vm: VmHandle, name: string, options?: { signal?: AbortSignal }): Promise<void>
   listSnapshots(vm: VmHandle): Promise<SnapshotInfo[]>
+  /** Feature 'keep': leaves the VM running beyond this process for debugging (VMHARNESS_KEEP=on-failure). */
+  keep?(vm: VmHandle, reason: string): Promise<KeptVm>
 }
 
 /** "signal SIGKILL" or "exit code 1", plus the first lines of stderr when there are any. */

@@ -1,6 +1,7 @@
 import { SpecError } from '../errors.js'
+import type { KeptVm } from '../host/kept-vms.js'
 import type { SnapshotKind } from '../hypervisor/hypervisor.js'
-import type { VmSpec } from '../spec/vm-spec.js'
+import { resolveSpec, type VmSpec } from '../spec/vm-spec.js'
 import { startFromGolden, type GoldenRecipe, type SetupFunction } from './golden.js'
 import { Vm, type StartOptions } from './vm.js'
 import { WarmPool } from './warm-pool.js'
@@ -59,7 +60,7 @@ export class CleanMachine {
     const poolSize = config.pool ?? defaultPoolSize
     if (!Number.isInteger(poolSize) || poolSize < 0 || poolSize > 16) throw new SpecError(`must be a whole number from 0 to 16, got ${String(poolSize)}`, `machines.${name}.pool`)
     if (this.rollback === 'snapshot' && poolSize > 0) {
-      this.pool = new WarmPool({ size: poolSize, memoryMiB: config.memory ?? 256, start: () => this.clone() })
+      this.pool = new WarmPool({ size: poolSize, memoryMiB: resolveSpec(this.spec()).memory, start: () => this.clone() })
     }
   }
 
@@ -79,6 +80,15 @@ export class CleanMachine {
     if (vm !== this.current || !this.pool) return
     this.retire(vm)
     this.current = undefined
+  }
+
+  /** Leaves the VM a test used running for debugging (see Vm.keep); the next test gets a fresh one. */
+  async keep(vm: Vm, reason: string): Promise<KeptVm> {
+    if (vm === this.current) {
+      this.current = undefined
+      this.handedOut = false
+    }
+    return vm.keep(reason)
   }
 
   /** Destroys every VM this machine holds, in use or pooled. */

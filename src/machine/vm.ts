@@ -5,6 +5,7 @@ import type { Hypervisor, SnapshotInfo, SnapshotOptions, VmHandle, VmState } fro
 import { chooseBackend, hypervisorFor } from '../hypervisor/router.js'
 import type { VmSpec } from '../spec/vm-spec.js'
 import { resolveSpec } from '../spec/vm-spec.js'
+import type { KeptVm } from '../host/kept-vms.js'
 import { PortForward } from '../ssh/port-forward.js'
 import { copyFromGuest, copyToGuest, type CopySummary } from '../ssh/sftp-copy.js'
 import type { ExecOptions, ExecResult, SshSession } from '../ssh/ssh-session.js'
@@ -212,6 +213,21 @@ export class Vm implements AsyncDisposable {
     this.session = undefined
     this.markConsoleStart()
     if (this.hypervisor.features.has('ssh')) this.session = await reconnectAfterRestore(this.hypervisor, this.handle, options.signal)
+  }
+
+  /**
+   * Leaves this VM running after the test run, for a person to reach with `vmharness ssh`; this
+   * handle is finished with it (as after destroy). Needs VMHARNESS_KEEP=on-failure when it started.
+   */
+  async keep(reason: string): Promise<KeptVm> {
+    if (!this.hypervisor.features.has('keep') || !this.hypervisor.keep) throw new UnsupportedError(this.hypervisor.name, 'keep')
+    this.requireAlive('keep')
+    const kept = await this.hypervisor.keep(this.handle, reason)
+    this.destroyed = true
+    this.session?.close()
+    this.session = undefined
+    await Promise.all(this.forwards.splice(0).map((forward) => forward.close()))
+    return kept
   }
 
   listSnapshots(): Promise<SnapshotInfo[]> {

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { execa } from 'execa'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cacheRoot } from '../../src/host/cache-dir.js'
+import { processRunning, qemuProcessesMentioning } from '../helpers/host-state.js'
 
 interface JsonReport {
   numPassedTests: number
@@ -16,11 +17,11 @@ let out: string
 const suiteKey = `suite-${randomBytes(6).toString('hex')}`
 
 /** Runs test/suites in a vitest of its own, the way a user's run would go. */
-async function runSuite(files: string, maxWorkers: number) {
+async function runSuite(files: string, maxWorkers: number, env: Record<string, string> = {}) {
   const reportFile = join(out, `report-${randomBytes(3).toString('hex')}.json`)
   const result = await execa('npx', ['vitest', 'run', '--config', 'test/suites/vitest.config.ts', '--maxWorkers', String(maxWorkers), '--reporter', 'json', '--outputFile', reportFile], {
     reject: false,
-    env: { SUITE_FILES: files, SUITE_OUT: out, SUITE_KEY: suiteKey, FORCE_COLOR: '0' },
+    env: { SUITE_FILES: files, SUITE_OUT: out, SUITE_KEY: suiteKey, FORCE_COLOR: '0', ...env },
     all: true,
   })
   const report = JSON.parse(await readFile(reportFile, 'utf8')) as JsonReport
@@ -67,4 +68,30 @@ describe('vmTest fixtures in a real vitest run', () => {
     expect(output).toContain('serial console, last 40 lines:')
     expect(output).toContain('VMHARNESS_READY')
   })
+
+  it('VMHARNESS_KEEP=on-failure leaves the failed VM running for vmharness ssh, and only that one', async () => {
+    const runRoot = join(out, 'keep-runs')
+    const env = { VMHARNESS_RUN_ROOT: runRoot }
+    const { result, report } = await runSuite('test/suites/failing.suite.ts', 1, { ...env, VMHARNESS_KEEP: 'on-failure' })
+    expect(report.numFailedTests).toBe(1)
+    expect(result.all).toMatch(/vmharness: kept 'box' \([0-9a-f]+\) running for debugging: fails on purpose/)
+    expect(result.all).toContain('npx vmharness ssh box')
+    const cli = (...args: string[]) => execa('node', ['dist/src/cli/main.js', ...args], { env, reject: false })
+    const listed = await cli('kept')
+    expect(listed.stdout).toContain("kept 'box'")
+    // The same VM, in the state the failed test left: its file is there, reached through the OpenSSH client.
+    const shell = await cli('ssh', 'box', 'cat /tmp/evidence')
+    expect(shell.stdout, shell.stderr).toBe('left by the failing test')
+    const kept = JSON.parse(await readFile(join(runRoot, 'kept', (await readdir(join(runRoot, 'kept')))[0] ?? '', 'kept.json'), 'utf8')) as { pid: number; dir: string }
+    // Every other VM of that run died with it.
+    expect(await qemuProcessesMentioning(runRoot)).toEqual([kept.pid])
+    expect((await cli('kept', '--stop', 'box')).stdout).toContain('stopped box')
+    await waitUntilGone(kept.pid)
+    expect(await processRunning(kept.pid)).toBe(false)
+    expect(await readdir(join(runRoot, 'kept'))).toEqual([])
+  })
 })
+
+async function waitUntilGone(pid: number): Promise<void> {
+  for (let i = 0; i < 50 && (await processRunning(pid)); i++) await new Promise((resolve) => setTimeout(resolve, 100))
+}

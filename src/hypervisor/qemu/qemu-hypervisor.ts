@@ -6,6 +6,8 @@ import { execa } from 'execa'
 import { HypervisorError, SnapshotError, SpecError } from '../../errors.js'
 import { acceleratorVerdict, chooseAccelerator } from '../../host/accelerator.js'
 import { freeLoopbackPort } from '../../host/free-port.js'
+import { keepMode } from '../../host/keep-mode.js'
+import { recordKept, type KeptVm } from '../../host/kept-vms.js'
 import { locateRequired } from '../../host/requirements.js'
 import { runDir } from '../../host/run-dir.js'
 import { hostTscKhz } from '../../host/tsc-frequency.js'
@@ -67,7 +69,7 @@ export interface QemuVm {
 /** Runs each VM as its own QEMU process, driven by argv arrays and QMP over a unix socket. */
 export class QemuHypervisor implements Hypervisor {
   readonly name = 'qemu' as const
-  readonly features: ReadonlySet<Feature> = new Set<Feature>(['suspend', 'ssh', 'console', 'snapshot'])
+  readonly features: ReadonlySet<Feature> = new Set<Feature>(['suspend', 'ssh', 'console', 'snapshot', 'keep'])
   private readonly vms = new Map<string, QemuVm>()
   private tools: Promise<HostTools> | undefined
 
@@ -188,7 +190,7 @@ export class QemuHypervisor implements Hypervisor {
       const state = incoming ? await openStateFile(incoming) : undefined
       let process: QemuProcess
       try {
-        process = await spawnQemu(setpriv, qemu, buildQemuArgv(record.launch), record.dir, state?.fd)
+        process = await spawnQemu(setpriv, qemu, buildQemuArgv(record.launch), record.dir, { inheritedFd: state?.fd, detached: keepMode() === 'on-failure' })
       } finally {
         await state?.close()
       }
@@ -239,6 +241,22 @@ export class QemuHypervisor implements Hypervisor {
     record.qmp?.close()
     if (!record.process) record.settleExit({ exitCode: null, signal: null, requested: true, stderr: '' })
     await rm(record.dir, { recursive: true, force: true })
+  }
+
+  /**
+   * Leaves the VM running after this process ends, for a person to look into: it stops being
+   * managed here (destroy no longer reaches it) and `vmharness ssh` finds it.
+   */
+  async keep(vm: VmHandle, reason: string): Promise<KeptVm> {
+    const record = this.record(vm)
+    const process = record.process
+    if (!process || process.exitInfo) throw new HypervisorError('cannot be kept: it is not running', { vm: vm.name })
+    if (!process.detached) throw new HypervisorError('cannot be kept: it was started without VMHARNESS_KEEP=on-failure, so it dies with this process', { vm: vm.name })
+    const kept = await recordKept({ name: vm.name, id: vm.id, vmDir: record.dir, pid: process.pid, sshPort: record.ssh.port, sshUser: record.ssh.user, privateKey: record.ssh.privateKey, hostKey: record.ssh.hostKey, reason })
+    this.vms.delete(vm.id)
+    record.qmp?.close()
+    process.forget()
+    return kept
   }
 
   async snapshot(vm: VmHandle, name: string, options: SnapshotOptions = {}): Promise<SnapshotInfo> {

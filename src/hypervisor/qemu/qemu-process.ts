@@ -1,4 +1,5 @@
-import { writeFile } from 'node:fs/promises'
+import { openSync, closeSync } from 'node:fs'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
 import { HypervisorError } from '../../errors.js'
@@ -14,36 +15,55 @@ export interface QemuProcess {
   /** Marks the coming exit as asked for, then sends the signal. */
   kill(signal: 'SIGTERM' | 'SIGKILL'): void
   markRequested(): void
+  /** Whether it was started able to outlive this process. */
+  readonly detached: boolean
+  forget(): void
+}
+
+export interface SpawnOptions {
+  /** fd 3 of the child: a saved state for `migrate-incoming fd:3`. */
+  inheritedFd?: number
+  /**
+   * Start QEMU so that it can outlive this process (VMHARNESS_KEEP): no parent-death signal, its
+   * own session, stderr to a file rather than a pipe that would break when this process exits.
+   */
+  detached?: boolean
 }
 
 /**
  * Spawns QEMU through `setpriv --pdeathsig KILL`, so that it dies with the thread that spawned
  * it even when this process is SIGKILLed, and records its pid in the VM directory for the sweep.
  */
-export async function spawnQemu(setpriv: string, qemu: string, argv: string[], vmDir: string, inheritedFd?: number): Promise<QemuProcess> {
-  const subprocess: ResultPromise = execa(setpriv, ['--pdeathsig', 'KILL', '--', qemu, ...argv], {
+export async function spawnQemu(setpriv: string, qemu: string, argv: string[], vmDir: string, options: SpawnOptions = {}): Promise<QemuProcess> {
+  const stderrFile = join(vmDir, 'qemu.stderr')
+  const stderrFd = options.detached ? openSync(stderrFile, 'w', 0o600) : undefined
+  const stdio = ['ignore', 'ignore', stderrFd ?? 'pipe', ...(options.inheritedFd === undefined ? [] : [options.inheritedFd])]
+  const [file, args] = options.detached ? [qemu, argv] : [setpriv, ['--pdeathsig', 'KILL', '--', qemu, ...argv]]
+  const subprocess: ResultPromise = execa(file, args, {
     reject: false,
-    // fd 3, when given, carries a saved state to `migrate-incoming fd:3`.
     // (execa's types do not list a number for fds above 2, but it passes one through to spawn as Node does.)
-    stdio: (inheritedFd === undefined ? ['ignore', 'ignore', 'pipe'] : ['ignore', 'ignore', 'pipe', inheritedFd]) as ['ignore', 'ignore', 'pipe'],
+    stdio: stdio as ['ignore', 'ignore', 'pipe'],
     buffer: false,
-    cleanup: true,
+    cleanup: !options.detached,
+    detached: options.detached,
   })
+  if (stderrFd !== undefined) closeSync(stderrFd)
   let stderr = ''
   subprocess.stderr?.setEncoding('utf8')
   subprocess.stderr?.on('data', (chunk: string) => {
     stderr = (stderr + chunk).slice(-stderrLimit)
   })
+  const finalStderr = async () => (options.detached ? (await readFile(stderrFile, 'utf8').catch(() => '')).slice(-stderrLimit) : stderr)
   let requested = false
   let exitInfo: ExitInfo | undefined
   const exited: Promise<ExitInfo> = subprocess.then(
-    (result) => (exitInfo = { exitCode: result.exitCode ?? null, signal: result.signal ?? null, requested, stderr }),
-    (error: { exitCode?: number; signal?: string }) => (exitInfo = { exitCode: error.exitCode ?? null, signal: error.signal ?? null, requested, stderr }),
+    async (result) => (exitInfo = { exitCode: result.exitCode ?? null, signal: result.signal ?? null, requested, stderr: await finalStderr() }),
+    async (error: { exitCode?: number; signal?: string }) => (exitInfo = { exitCode: error.exitCode ?? null, signal: error.signal ?? null, requested, stderr: await finalStderr() }),
   )
   const pid = subprocess.pid
   if (pid === undefined) {
     const info = await exited
-    throw new HypervisorError(`could not spawn QEMU through ${setpriv}: ${describeExit(info, 5)}`)
+    throw new HypervisorError(`could not spawn ${file}: ${describeExit(info, 5)}`)
   }
   await writeFile(join(vmDir, 'qemu.pid'), String(pid), { mode: 0o600 })
   return {
@@ -58,6 +78,11 @@ export async function spawnQemu(setpriv: string, qemu: string, argv: string[], v
     kill(signal) {
       requested = true
       subprocess.kill(signal)
+    },
+    detached: options.detached === true,
+    forget() {
+      // A kept VM: this process stops waiting for it, so it can exit while QEMU runs on.
+      subprocess.unref()
     },
   }
 }
