@@ -2,6 +2,7 @@
 import { isVmHarnessError } from '../errors.js'
 import { allPackages } from '../host/requirements.js'
 import { doctor } from './doctor.js'
+import { imagesCommand } from './images-command.js'
 import { keptCommand, sshIntoKept } from './kept-commands.js'
 
 const usage = `usage: vmharness <command>
@@ -11,6 +12,8 @@ commands:
                        --install installs the missing Debian packages (as root)
   packages             the Debian packages vmharness needs, one line (for install scripts)
   ssh <name|id> [cmd]  a shell (or one command) in a VM kept by VMHARNESS_KEEP=on-failure
+  images [list | build tiny|debian [--package P]... | prune [--older-than DAYS | --all]]
+                       the image and golden-snapshot cache with sizes; build an image; prune
   kept [--stop <name|id> | --stop-all]
                        the VMs kept for debugging, and how to reach them; or stop them
 `
@@ -28,6 +31,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'ssh':
       return sshIntoKept(rest)
+    case 'images':
+      return imagesCommand(rest, (text) => process.stdout.write(text))
     case 'kept':
       return keptCommand(rest, (text) => process.stdout.write(text))
     case 'packages':

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { cacheSubdir } from '../host/cache-dir.js'
+import { markUsed } from '../host/cache-entries.js'
 import { withFileLock } from '../host/file-lock.js'
 
 const manifestName = 'manifest.json'
@@ -20,7 +21,10 @@ export async function cachedBuild<M>(
   const root = await cacheSubdir(kind)
   const dir = join(root, key)
   const ready = await readManifest<M>(dir)
-  if (ready) return { dir, manifest: ready, built: false }
+  if (ready) {
+    await markUsed(dir, 'images')
+    return { dir, manifest: ready, built: false }
+  }
   return withFileLock(
     join(root, `${key}.lock`),
     async () => {

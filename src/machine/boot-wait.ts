@@ -14,9 +14,11 @@ export async function waitForBoot(
   hypervisor: Hypervisor,
   vm: VmHandle,
   target: SshTarget,
-  options: { timeoutMs: number; signal?: AbortSignal },
+  options: { timeoutMs: number; signal?: AbortSignal; onProgress?: (line: string) => void },
 ): Promise<SshSession> {
   let stage = 'process started'
+  const started = Date.now()
+  const ticker = options.onProgress ? setInterval(() => options.onProgress?.(`booting '${vm.name}' under ${vm.accel.toUpperCase()}: ${stage} (${Math.round((Date.now() - started) / 1000)} s)`), 5_000) : undefined
   const deadline = new AbortController()
   const timer = setTimeout(() => deadline.abort(new Error('boot deadline')), options.timeoutMs)
   const signal = options.signal ? AbortSignal.any([options.signal, deadline.signal]) : deadline.signal
@@ -62,6 +64,7 @@ export async function waitForBoot(
     if (isVmHarnessError(error)) throw error
     throw new HypervisorError(`boot failed at stage '${stage}': ${(error as Error).message}`, { vm: vm.name, cause: error, consoleTail: await hypervisor.consoleTail(vm, 20) })
   } finally {
+    clearInterval(ticker)
     clearTimeout(timer)
     processEnded.catch(() => undefined)
   }

@@ -6,6 +6,7 @@ import { chooseBackend, hypervisorFor } from '../hypervisor/router.js'
 import type { VmSpec } from '../spec/vm-spec.js'
 import { resolveSpec } from '../spec/vm-spec.js'
 import type { KeptVm } from '../host/kept-vms.js'
+import { progressReporter, type ProgressReporter } from '../host/progress.js'
 import { PortForward } from '../ssh/port-forward.js'
 import { copyFromGuest, copyToGuest, type CopySummary } from '../ssh/sftp-copy.js'
 import type { ExecOptions, ExecResult, SshSession } from '../ssh/ssh-session.js'
@@ -19,7 +20,16 @@ export interface StartOptions {
   /** A backend instance to use instead of the one the spec names (tests of the layers above). */
   hypervisor?: Hypervisor
   signal?: AbortSignal
+  /** Where progress on long work goes (image builds, boots): default one updating line on stderr, or plain lines when it is not a terminal; VMHARNESS_PROGRESS=0 silences it. */
   onProgress?: (line: string) => void
+}
+
+let sharedProgress: ProgressReporter | undefined
+
+function defaultProgress(): ((line: string) => void) | undefined {
+  if (process.env.VMHARNESS_PROGRESS === '0') return undefined
+  sharedProgress ??= progressReporter(process.stderr)
+  return sharedProgress
 }
 
 /** A record of one command a test ran, for failure reports. */
@@ -48,7 +58,8 @@ export class Vm implements AsyncDisposable {
   }
 
   /** Validates the spec, prepares and boots the VM, and waits until it answers SSH. */
-  static async start(spec: VmSpec, options: StartOptions = {}): Promise<Vm> {
+  static async start(spec: VmSpec, startOptions: StartOptions = {}): Promise<Vm> {
+    const options = { ...startOptions, onProgress: startOptions.onProgress ?? defaultProgress() }
     const resolved = resolveSpec(spec)
     const hypervisor = options.hypervisor ?? hypervisorFor(await chooseBackend(resolved.backend))
     if (options.hypervisor && resolved.backend !== 'auto' && resolved.backend !== options.hypervisor.name) {
@@ -61,7 +72,7 @@ export class Vm implements AsyncDisposable {
       if (hypervisor.features.has('ssh') && handle.ssh) {
         session = handle.restoredFrom
           ? await reconnectAfterRestore(hypervisor, handle, options.signal)
-          : await waitForBoot(hypervisor, handle, handle.ssh, { timeoutMs: resolved.bootTimeoutMs ?? defaultBootTimeoutMs[handle.accel], signal: options.signal })
+          : await waitForBoot(hypervisor, handle, handle.ssh, { timeoutMs: resolved.bootTimeoutMs ?? defaultBootTimeoutMs[handle.accel], signal: options.signal, onProgress: options.onProgress })
       }
       return new Vm(hypervisor, handle, session)
     } catch (error) {

@@ -1,6 +1,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { cacheSubdir } from '../host/cache-dir.js'
+import { markUsed } from '../host/cache-entries.js'
 import { withFileLock } from '../host/file-lock.js'
 
 /**
@@ -32,6 +33,7 @@ export async function findGolden(key: string): Promise<GoldenEntry | undefined> 
   const dir = entryDir(await cacheSubdir('golden'), key)
   try {
     await readFile(join(dir, doneMarker), 'utf8')
+    await markUsed(dir, 'golden')
     return { key, snapshotDir: join(dir, 'snapshot') }
   } catch {
     return undefined

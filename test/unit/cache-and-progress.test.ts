@@ -1,0 +1,78 @@
+import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { describe, expect, it } from 'vitest'
+import { cachedBuild } from '../../src/images/cached-build.js'
+import { listCacheEntries, pruneCache } from '../../src/host/cache-entries.js'
+import { progressReporter } from '../../src/host/progress.js'
+import { ensureGolden } from '../../src/snapshots/golden-store.js'
+import { useTemporaryCache } from '../helpers/temporary-cache.js'
+
+describe('the cache listing and pruning behind `vmharness images`', () => {
+  const cache = useTemporaryCache('test')
+
+  it('lists images and golden snapshots with their real disk usage, and prunes what was not used lately', async () => {
+    await cachedBuild('images', 'old-image', async (dir) => (await writeFile(join(dir, 'disk'), Buffer.alloc(200_000, 1)), { n: 1 }))
+    await cachedBuild('images', 'fresh-image', async (dir) => (await writeFile(join(dir, 'disk'), 'x'), { n: 2 }))
+    await ensureGolden('old-golden', {}, async (dir) => mkdir(dir))
+    const monthAgo = new Date(Date.now() - 30 * 86_400_000)
+    await utimes(join(cache(), 'images', 'old-image', 'manifest.json'), monthAgo, monthAgo)
+    await utimes(join(cache(), 'golden', 'old-golden', 'golden.json'), monthAgo, monthAgo)
+    // Using an entry again makes it recent: the old golden snapshot is found, so it stays.
+    await ensureGolden('old-golden', {}, async () => expect.unreachable('already built'))
+
+    const entries = await listCacheEntries()
+    expect(entries.map((entry) => `${entry.kind}/${entry.key}`).sort()).toEqual(['golden/old-golden', 'images/fresh-image', 'images/old-image'])
+    expect(entries.find((entry) => entry.key === 'old-image')?.bytes).toBeGreaterThanOrEqual(200_000)
+
+    const removed = await pruneCache(new Date(Date.now() - 14 * 86_400_000))
+    expect(removed.map((entry) => entry.key)).toEqual(['old-image'])
+    expect(await readdir(join(cache(), 'images'))).toEqual(['fresh-image'])
+    expect(await readdir(join(cache(), 'golden'))).toEqual(['old-golden'])
+  })
+
+  it('prunes a half-built entry once it is an hour old, and everything with --all', async () => {
+    const halfBuilt = join(cache(), 'images', '.tmp-debian-abc-1234')
+    await mkdir(halfBuilt, { recursive: true })
+    await writeFile(join(halfBuilt, 'disk.raw'), 'partial')
+    expect((await listCacheEntries())[0]).toMatchObject({ complete: false })
+    expect(await pruneCache(new Date(0))).toEqual([])
+    const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000)
+    await utimes(halfBuilt, twoHoursAgo, twoHoursAgo)
+    expect((await pruneCache(new Date(0))).map((entry) => entry.key)).toEqual(['.tmp-debian-abc-1234'])
+    await cachedBuild('images', 'kept-until-all', async () => ({}))
+    expect((await pruneCache(undefined)).map((entry) => entry.key)).toEqual(['kept-until-all'])
+    expect(await listCacheEntries()).toEqual([])
+  })
+})
+
+describe('progress lines', () => {
+  function sink(isTTY: boolean) {
+    let written = ''
+    const stream = Object.assign(new Writable({ write: (chunk, _encoding, done) => ((written += String(chunk)), done()) }), { isTTY, columns: 40 })
+    return { stream, text: () => written }
+  }
+
+  it('rewrite one line in place on a terminal, cut to its width', async () => {
+    const { stream, text } = sink(true)
+    const report = progressReporter(stream, '')
+    report('booting (5 s)')
+    report('booting a guest with a very long name indeed (10 s)')
+    report.done()
+    await new Promise((resolve) => setImmediate(resolve))
+    const segments = text().split('\r\x1b[K')
+    expect(segments).toEqual(['', 'booting (5 s)', expect.stringMatching(/^booting a guest with a very long.*…\n$/)])
+    expect(segments[2]?.trimEnd()).toHaveLength(39)
+  })
+
+  it('print plain lines elsewhere, and a tick that changes only numbers not more than every 15 s', async () => {
+    const { stream, text } = sink(false)
+    const report = progressReporter(stream, 'vmharness: ')
+    report('booting: connecting SSH (5 s)')
+    report('booting: connecting SSH (10 s)')
+    report('booting: SSH connected (12 s)')
+    report.done()
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(text()).toBe('vmharness: booting: connecting SSH (5 s)\nvmharness: booting: SSH connected (12 s)\n')
+  })
+})
