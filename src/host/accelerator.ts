@@ -22,19 +22,21 @@ const probeMarker = /Kernel panic|VFS: Unable to mount root|Run \/init/
  * paravirtual KVM can accept KVM_CREATE_VM and still hang every ordinary guest).
  * The verdict is cached per host (kernel, CPU, QEMU, guest kernel).
  */
-export async function acceleratorVerdict(options: { qemu: string; kernel: string; refresh?: boolean }): Promise<AcceleratorVerdict> {
+export async function acceleratorVerdict(options: { qemu: string; kernel: string | undefined; refresh?: boolean }): Promise<AcceleratorVerdict> {
+  if (!options.kernel) return { accel: 'tcg', reason: 'no guest kernel to run the KVM probe with (install linux-image-cloud-amd64)', probed: false }
+  const probeOptions = { qemu: options.qemu, kernel: options.kernel }
   try {
     await access('/dev/kvm', constants.R_OK | constants.W_OK)
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     return { accel: 'tcg', reason: code === 'ENOENT' ? '/dev/kvm does not exist' : `/dev/kvm cannot be opened (${code}); add this user to the kvm group`, probed: false }
   }
-  const cacheFile = join(await cacheSubdir('host'), `accel-${await hostKey(options)}.json`)
+  const cacheFile = join(await cacheSubdir('host'), `accel-${await hostKey(probeOptions)}.json`)
   if (!options.refresh) {
     const cached = await readFile(cacheFile, 'utf8').then((text) => JSON.parse(text) as AcceleratorVerdict, () => undefined)
     if (cached) return { ...cached, probed: false }
   }
-  const verdict = await probeKvm(options)
+  const verdict = await probeKvm(probeOptions)
   await mkdir(join(cacheFile, '..'), { recursive: true })
   await writeFile(cacheFile, JSON.stringify(verdict))
   return verdict

@@ -76,7 +76,12 @@ export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env):
   const memory = checkInteger(spec.memory ?? defaults.memory, 'memory', limits.memoryMin, limits.memoryMax, 'MiB')
   const cpus = checkInteger(spec.cpus ?? defaults.cpus, 'cpus', 1, limits.cpusMax, 'vCPUs')
   const accel = checkChoice(spec.accel ?? (env.VMHARNESS_ACCEL as AcceleratorChoice | undefined) ?? 'auto', 'accel', ['kvm', 'tcg', 'auto'])
-  const machine = checkChoice(spec.machine ?? 'microvm', 'machine', ['pc', 'microvm'])
+  // A disk without a kernel boots through the firmware and its own bootloader: only 'pc' has one.
+  const firmwareBoot = typeof image === 'object' && 'disk' in image && image.kernel === undefined && !spec.restoreFrom
+  const machine = checkChoice(spec.machine ?? (firmwareBoot ? 'pc' : 'microvm'), 'machine', ['pc', 'microvm'])
+  if (firmwareBoot && machine === 'microvm') {
+    throw new SpecError("'microvm' boots only a kernel given to it: add image.kernel (and initrd), or use machine: 'pc' to boot the disk's own bootloader", 'machine')
+  }
   const backend = checkChoice(spec.backend ?? (env.VMHARNESS_BACKEND as BackendName | undefined) ?? 'auto', spec.backend ? 'backend' : 'backend (from VMHARNESS_BACKEND)', [...backendNames, 'auto'])
   const name = spec.name ?? (typeof image === 'string' ? image : 'name' in image ? image.name : 'vm')
   if (typeof name !== 'string' || name.length === 0 || name.length > 128 || name.includes('\0')) {

@@ -5,7 +5,8 @@ export interface QemuLaunch {
   machine: MachineType
   memoryMiB: number
   cpus: number
-  kernel: string
+  /** Undefined: the firmware boots the disk's own bootloader (machine 'pc'). */
+  kernel: string | undefined
   initrd: string | undefined
   kernelArgs: string[]
   /** The VM's own qcow2 overlay. */
@@ -40,17 +41,13 @@ export function buildQemuArgv(launch: QemuLaunch): string[] {
     `${launch.memoryMiB}M`,
     '-smp',
     String(launch.cpus),
-    '-kernel',
-    launch.kernel,
-    ...(launch.initrd ? ['-initrd', launch.initrd] : []),
-    '-append',
-    launch.kernelArgs.join(' '),
+    ...(launch.kernel ? ['-kernel', launch.kernel, ...(launch.initrd ? ['-initrd', launch.initrd] : []), '-append', launch.kernelArgs.join(' ')] : []),
     '-blockdev',
     `driver=file,filename=${escapeOptionValue(launch.disk)},node-name=disk0-file,cache.direct=off`,
     '-blockdev',
     'driver=qcow2,file=disk0-file,node-name=disk0',
     '-device',
-    `virtio-blk-${bus},drive=disk0,id=disk0-dev`,
+    `virtio-blk-${bus},drive=disk0,id=disk0-dev${launch.kernel ? '' : ',bootindex=0'}`,
   ]
   if (launch.seedIso) {
     argv.push(

@@ -6,6 +6,7 @@ import { execa } from 'execa'
 import { HypervisorError, SnapshotError, SpecError } from '../../errors.js'
 import { acceleratorVerdict, chooseAccelerator } from '../../host/accelerator.js'
 import { freeLoopbackPort } from '../../host/free-port.js'
+import { findGuestKernel } from '../../host/guest-kernel.js'
 import { keepMode } from '../../host/keep-mode.js'
 import { recordKept, type KeptVm } from '../../host/kept-vms.js'
 import { locateRequired } from '../../host/requirements.js'
@@ -77,7 +78,7 @@ export class QemuHypervisor implements Hypervisor {
     if (spec.restoreFrom) return this.prepareClone(spec, spec.restoreFrom)
     const { qemu } = await this.hostTools()
     const image = await resolveImage(spec, options)
-    const accel = await chooseAccelerator(spec.accel, () => acceleratorVerdict({ qemu, kernel: image.kernel ?? '/boot/vmlinuz' }))
+    const accel = await chooseAccelerator(spec.accel, async () => acceleratorVerdict({ qemu, kernel: image.kernel ?? (await findGuestKernel()) }))
     const id = randomBytes(4).toString('hex')
     const dir = await (await runDir()).vmDir(id)
     try {
@@ -92,7 +93,7 @@ export class QemuHypervisor implements Hypervisor {
         machine: spec.machine,
         memoryMiB: spec.memory,
         cpus: spec.cpus,
-        kernel: image.kernel ?? '',
+        kernel: image.kernel,
         initrd: image.initrd,
         kernelArgs: [...image.kernelArgs, ...machineKernelArgs(spec, accel), ...spec.kernelArgs],
         disk: overlay,

@@ -42,7 +42,7 @@ export interface SavedState {
 export function deviceFingerprint(launch: SavedLaunch, hasSeed: boolean): string[] {
   return buildQemuArgv({
     ...launch,
-    kernel: 'KERNEL',
+    kernel: launch.kernel ? 'KERNEL' : undefined,
     initrd: launch.initrd ? 'INITRD' : undefined,
     kernelArgs: [],
     disk: 'DISK',
