@@ -1,4 +1,5 @@
 import { statSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Readable } from 'node:stream'
 import { CommandError, HypervisorError, SpecError, UnsupportedError } from '../errors.js'
 import type { Hypervisor, SnapshotInfo, SnapshotOptions, VmHandle, VmState } from '../hypervisor/hypervisor.js'
@@ -89,9 +90,28 @@ export class Vm implements AsyncDisposable {
   async exec(command: string, options: ExecOptions = {}): Promise<ExecResult> {
     const session = this.requireSession('exec')
     const started = Date.now()
-    const result = await session.exec(command, options)
+    let result: ExecResult
+    try {
+      result = await session.exec(command, options)
+    } catch (error) {
+      this.commands.push({ command, exitCode: null, signal: null, durationMs: Date.now() - started })
+      throw await this.explainLostCommand(command, error)
+    }
     this.commands.push({ command, exitCode: result.exitCode, signal: result.signal, durationMs: Date.now() - started })
     return result
+  }
+
+  /** A command cut off by a VM that died says so, with how it died and its console's last lines. */
+  private async explainLostCommand(command: string, error: unknown): Promise<unknown> {
+    // The connection can drop a moment before the process's exit is reaped.
+    await Promise.race([this.handle.exited, sleep(500, undefined, { ref: false })])
+    const state = await this.hypervisor.state(this.handle).catch(() => undefined)
+    if (state?.status !== 'crashed' && state?.status !== 'stopped') return error
+    return new HypervisorError(`the VM ended while running '${command}' (${state.detail ?? state.status})`, {
+      vm: this.name,
+      cause: error,
+      consoleTail: await this.consoleTail(10),
+    })
   }
 
   /** Runs a command that must exit 0; returns its stdout, else throws CommandError. */

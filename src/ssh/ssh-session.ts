@@ -291,6 +291,7 @@ function collect(channel: ClientChannel, command: string, options: ExecOptions, 
     const stderr: Buffer[] = []
     let exitCode: number | null = null
     let signal: string | null = null
+    let sawExit = false
     let settled = false
     const finish = (error?: Error) => {
       if (settled) return
@@ -316,10 +317,12 @@ function collect(channel: ClientChannel, command: string, options: ExecOptions, 
       options.onStderr?.(chunk)
     })
     channel.on('exit', (code: number | null, signalName?: string) => {
+      sawExit = true
       if (typeof code === 'number') exitCode = code
       if (signalName) signal = signalName
     })
-    channel.on('close', () => finish())
+    // A channel that closes without an exit status was cut off (the connection or the guest went away).
+    channel.on('close', () => finish(sawExit ? undefined : new SshError(`the connection closed before the command finished (no exit status): ${command}`, endpoint)))
     channel.on('error', (error: Error) => finish(new SshError(`channel error: ${error.message}`, endpoint, { cause: error })))
     if (options.stdin !== undefined) channel.end(options.stdin)
     // Without stdin the command reads /dev/null (see remoteCommand), so no EOF is sent: dropbear
