@@ -22,3 +22,10 @@ export class ContentHash {
     return this.hash.digest('hex').slice(0, 20)
   }
 }
+
+/** sha256 of one file's bytes, hex. */
+export async function fileSha256(path: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer)
+  return hash.digest('hex')
+}

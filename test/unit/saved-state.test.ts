@@ -40,6 +40,16 @@ describe('saved states on disk', () => {
     await expect(readSavedState(dir)).rejects.toThrow(/disk.qcow2 .* is missing/)
   })
 
+  it('refuses a state file damaged in place (same size, other bytes), never handing it to QEMU', async () => {
+    await save()
+    const damaged = Buffer.alloc(4096, 1)
+    damaged[2000] = 0xff
+    await writeFile(join(dir, 'state.bin'), damaged)
+    await expect(readSavedState(dir)).rejects.toThrow(/state.bin in .* does not match the hash taken when it was saved \(damaged\): save it again/)
+    await writeFile(join(dir, 'state.bin'), Buffer.alloc(4096, 1))
+    await expect(readSavedState(dir)).resolves.toMatchObject({ clientKey: 'PRIVATE KEY' })
+  })
+
   it('names every device difference, and accepts the same launch', async () => {
     await save()
     const { meta } = await readSavedState(dir)

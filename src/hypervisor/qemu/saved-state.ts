@@ -1,6 +1,7 @@
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { SnapshotError, SnapshotMismatchError } from '../../errors.js'
+import { fileSha256 } from '../../host/content-hash.js'
 import { buildQemuArgv, type QemuLaunch } from './qemu-argv.js'
 
 /**
@@ -14,7 +15,7 @@ import { buildQemuArgv, type QemuLaunch } from './qemu-argv.js'
  */
 export const savedStateFiles = { disk: 'disk.qcow2', state: 'state.bin', seed: 'seed.iso', clientKey: 'client_key', console: 'console.log', meta: 'snapshot.json' }
 
-const formatVersion = 1
+const formatVersion = 2
 
 export type SavedLaunch = Pick<QemuLaunch, 'accel' | 'machine' | 'memoryMiB' | 'cpus' | 'kernel' | 'initrd' | 'kernelArgs'>
 
@@ -30,6 +31,9 @@ export interface SavedStateMeta {
   failureMarker: string | undefined
   stateBytes: number
   diskBytes: number
+  /** Checked once per process before the first load: a damaged file is refused, never loaded half. */
+  stateSha256: string
+  diskSha256: string
   createdAt: string
 }
 
@@ -54,7 +58,11 @@ export function deviceFingerprint(launch: SavedLaunch, hasSeed: boolean): string
   })
 }
 
-export async function writeSavedStateMeta(dir: string, meta: Omit<SavedStateMeta, 'format' | 'stateBytes' | 'diskBytes' | 'devices'>, clientKey: string): Promise<SavedStateMeta> {
+export async function writeSavedStateMeta(
+  dir: string,
+  meta: Omit<SavedStateMeta, 'format' | 'stateBytes' | 'diskBytes' | 'stateSha256' | 'diskSha256' | 'devices'>,
+  clientKey: string,
+): Promise<SavedStateMeta> {
   await writeFile(join(dir, savedStateFiles.clientKey), clientKey, { mode: 0o600 })
   const full: SavedStateMeta = {
     format: formatVersion,
@@ -62,6 +70,8 @@ export async function writeSavedStateMeta(dir: string, meta: Omit<SavedStateMeta
     devices: deviceFingerprint(meta.launch, meta.hasSeed),
     stateBytes: (await stat(join(dir, savedStateFiles.state))).size,
     diskBytes: (await stat(join(dir, savedStateFiles.disk))).size,
+    stateSha256: await fileSha256(join(dir, savedStateFiles.state)),
+    diskSha256: await fileSha256(join(dir, savedStateFiles.disk)),
   }
   await writeFile(join(dir, savedStateFiles.meta), JSON.stringify(full, null, 2), { mode: 0o600 })
   return full
@@ -86,9 +96,37 @@ export async function readSavedState(dir: string): Promise<SavedState> {
       throw new SnapshotError(`${file} in ${dir} is ${actual === undefined ? 'missing' : `${actual} bytes, expected ${expected}`} (truncated or damaged): save it again`, meta.name)
     }
   }
+  await verifyContents(dir, meta)
   const clientKey = await readFile(join(dir, savedStateFiles.clientKey), 'utf8').catch(() => '')
   if (!clientKey) throw new SnapshotError(`${dir} lacks its client key: save it again`, meta.name)
   return { dir, meta, clientKey }
+}
+
+const verified = new Map<string, Promise<void>>()
+
+/**
+ * Compares the RAM state and frozen disk with the hashes taken when they were saved. Bytes
+ * damaged at rest would otherwise load silently into the guest. Done once per process for each
+ * file version (path, size and mtime), so clones after the first pay nothing.
+ */
+async function verifyContents(dir: string, meta: SavedStateMeta): Promise<void> {
+  for (const [file, expected] of [
+    [savedStateFiles.state, meta.stateSha256],
+    [savedStateFiles.disk, meta.diskSha256],
+  ] as const) {
+    const path = join(dir, file)
+    const info = await stat(path)
+    const key = `${path}:${info.size}:${info.mtimeMs}`
+    let check = verified.get(key)
+    if (!check) {
+      check = fileSha256(path).then((actual) => {
+        if (actual !== expected) throw new SnapshotError(`${file} in ${dir} does not match the hash taken when it was saved (damaged): save it again`, meta.name)
+      })
+      verified.set(key, check)
+      check.catch(() => verified.delete(key))
+    }
+    await check
+  }
 }
 
 /** Every way the VM about to start differs from the one the state was saved from. */
