@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { SpecError } from '../errors.js'
 
@@ -41,7 +42,8 @@ export interface VmSpec {
   kernelArgs?: string[]
   /**
    * The directory of an external snapshot to start from instead of booting: the VM resumes
-   * exactly where the saved one was (a clone). Memory, cpus and machine must match it.
+   * exactly where the saved one was (a clone). Memory, cpus and machine must match it, and
+   * default to what it was saved with.
    */
   restoreFrom?: string
 }
@@ -72,13 +74,14 @@ export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env):
     throw new SpecError('must be the path of a saved snapshot directory', 'restoreFrom')
   }
   const image = spec.image === undefined && spec.restoreFrom ? { disk: join(spec.restoreFrom, 'disk.qcow2') } : checkImage(spec.image)
-  const defaults = imageDefaults[typeof image === 'string' ? image : 'name' in image ? image.name : ''] ?? fallbackDefaults
+  const saved = spec.restoreFrom ? savedLaunch(spec.restoreFrom) : undefined
+  const defaults = saved ?? imageDefaults[typeof image === 'string' ? image : 'name' in image ? image.name : ''] ?? fallbackDefaults
   const memory = checkInteger(spec.memory ?? defaults.memory, 'memory', limits.memoryMin, limits.memoryMax, 'MiB')
   const cpus = checkInteger(spec.cpus ?? defaults.cpus, 'cpus', 1, limits.cpusMax, 'vCPUs')
   const accel = checkChoice(spec.accel ?? (env.VMHARNESS_ACCEL as AcceleratorChoice | undefined) ?? 'auto', 'accel', ['kvm', 'tcg', 'auto'])
   // A disk without a kernel boots through the firmware and its own bootloader: only 'pc' has one.
   const firmwareBoot = typeof image === 'object' && 'disk' in image && image.kernel === undefined && !spec.restoreFrom
-  const machine = checkChoice(spec.machine ?? (firmwareBoot ? 'pc' : 'microvm'), 'machine', ['pc', 'microvm'])
+  const machine = checkChoice(spec.machine ?? saved?.machine ?? (firmwareBoot ? 'pc' : 'microvm'), 'machine', ['pc', 'microvm'])
   if (firmwareBoot && machine === 'microvm') {
     throw new SpecError("'microvm' boots only a kernel given to it: add image.kernel (and initrd), or use machine: 'pc' to boot the disk's own bootloader", 'machine')
   }
@@ -103,6 +106,21 @@ export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env):
     kernel: spec.kernel,
     kernelArgs: spec.kernelArgs ?? [],
     restoreFrom: spec.restoreFrom,
+  }
+}
+
+/**
+ * A clone's memory, cpus and machine default to those it was saved with (they must match). An
+ * unreadable record gives no defaults: starting the clone then fails with the snapshot's own error.
+ */
+function savedLaunch(dir: string): { memory: number; cpus: number; machine: MachineType } | undefined {
+  try {
+    const meta = JSON.parse(readFileSync(join(dir, 'snapshot.json'), 'utf8')) as { launch?: { memoryMiB?: unknown; cpus?: unknown; machine?: unknown } }
+    const launch = meta.launch
+    if (typeof launch?.memoryMiB !== 'number' || typeof launch.cpus !== 'number' || (launch.machine !== 'pc' && launch.machine !== 'microvm')) return undefined
+    return { memory: launch.memoryMiB, cpus: launch.cpus, machine: launch.machine }
+  } catch {
+    return undefined
   }
 }
 

@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { SpecError, isVmHarnessError } from '../../src/errors.js'
 import { resolveSpec } from '../../src/spec/vm-spec.js'
@@ -39,5 +42,19 @@ describe('resolveSpec', () => {
 
   it('accepts any characters in a name, since names never reach a shell', () => {
     expect(resolveSpec({ image: 'tiny', name: `it's "$(rm -rf /)" ok` }, {}).name).toBe(`it's "$(rm -rf /)" ok`)
+  })
+})
+
+describe('a clone (restoreFrom)', () => {
+  it('takes memory, cpus and machine from the saved state unless given, and falls back when it is unreadable', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vmharness-spec-'))
+    try {
+      await writeFile(join(dir, 'snapshot.json'), JSON.stringify({ launch: { memoryMiB: 512, cpus: 2, machine: 'pc' } }))
+      expect(resolveSpec({ restoreFrom: dir }, {})).toMatchObject({ memory: 512, cpus: 2, machine: 'pc' })
+      expect(resolveSpec({ restoreFrom: dir, memory: 1024 }, {})).toMatchObject({ memory: 1024, cpus: 2 })
+      expect(resolveSpec({ restoreFrom: join(dir, 'missing') }, {})).toMatchObject({ memory: 256, cpus: 1, machine: 'microvm' })
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })
