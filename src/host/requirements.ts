@@ -1,3 +1,4 @@
+import { constants } from 'node:fs'
 import { access } from 'node:fs/promises'
 import { HostError } from '../errors.js'
 import { isStaticElf } from './elf.js'
@@ -45,10 +46,29 @@ async function existing(path: string): Promise<string | undefined> {
   )
 }
 
+/** Environment variables that point at a tool of the user's choosing instead of the one on PATH. */
+const overrides: Partial<Record<RequirementId, string>> = { 'qemu-system': 'VMHARNESS_QEMU', 'seed-iso-tool': 'VMHARNESS_SEED_ISO_TOOL' }
+
+async function executable(path: string): Promise<string | undefined> {
+  return access(path, constants.X_OK).then(
+    () => path,
+    () => undefined,
+  )
+}
+
+/** The override's executable when the variable is set (and nothing else then), else `locate`. */
+function overridable(id: RequirementId, locate: () => Promise<string | undefined>): () => Promise<string | undefined> {
+  return () => {
+    const variable = overrides[id]
+    const value = variable ? process.env[variable] : undefined
+    return value ? executable(value) : locate()
+  }
+}
+
 export const requirements: Requirement[] = [
-  { id: 'qemu-system', what: 'qemu-system-x86_64', debianPackage: 'qemu-system-x86', neededFor: 'running VMs', locate: () => findBinary('qemu-system-x86_64') },
+  { id: 'qemu-system', what: 'qemu-system-x86_64', debianPackage: 'qemu-system-x86', neededFor: 'running VMs', locate: overridable('qemu-system', () => findBinary('qemu-system-x86_64')) },
   { id: 'qemu-img', what: 'qemu-img', debianPackage: 'qemu-utils', neededFor: 'disk overlays and images', locate: () => findBinary('qemu-img') },
-  { id: 'seed-iso-tool', what: 'a seed-ISO tool (genisoimage, xorriso or mkisofs)', debianPackage: 'genisoimage', neededFor: 'NoCloud seeds', locate: () => firstBinary('genisoimage', 'mkisofs', 'xorriso') },
+  { id: 'seed-iso-tool', what: 'a seed-ISO tool (genisoimage, xorriso or mkisofs)', debianPackage: 'genisoimage', neededFor: 'NoCloud seeds', locate: overridable('seed-iso-tool', () => firstBinary('genisoimage', 'mkisofs', 'xorriso')) },
   { id: 'setpriv', what: 'setpriv', debianPackage: 'util-linux', neededFor: 'VMs that die with their owner', locate: () => findBinary('setpriv') },
   { id: 'guest-kernel', what: 'a guest kernel (/boot/vmlinuz-*-cloud-amd64)', debianPackage: 'linux-image-cloud-amd64', neededFor: 'the tiny image', locate: () => findGuestKernel() },
   {
@@ -79,6 +99,10 @@ export async function locateRequired(id: RequirementId): Promise<string> {
 
 export function missingRequirement(id: RequirementId): HostError {
   const { what, neededFor, debianPackage } = requirement(id)
+  const variable = overrides[id]
+  if (variable && process.env[variable]) {
+    return new HostError(`${variable}=${process.env[variable]} is not an executable file; it should point at ${what}, needed for ${neededFor}`, `point ${variable} at an executable, or unset it to use the one on PATH`)
+  }
   return new HostError(`${what} is missing on this host (needed for ${neededFor})`, `${installCommand([debianPackage])}, or run: vmharness doctor --install`)
 }
 

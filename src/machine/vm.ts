@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Readable } from 'node:stream'
-import { CommandError, HypervisorError, SpecError, UnsupportedError } from '../errors.js'
+import { CommandError, HypervisorError, SpecError, SshError, UnsupportedError } from '../errors.js'
 import type { Hypervisor, SnapshotInfo, SnapshotOptions, VmHandle, VmState } from '../hypervisor/hypervisor.js'
 import { chooseBackend, hypervisorFor } from '../hypervisor/router.js'
 import type { VmSpec } from '../spec/vm-spec.js'
@@ -309,7 +309,10 @@ export class Vm implements AsyncDisposable {
   private requireSession(operation: string): SshSession {
     if (!this.hypervisor.features.has('ssh')) throw new UnsupportedError(this.hypervisor.name, operation)
     if (this.destroyed) throw new HypervisorError(`cannot ${operation}: the VM was destroyed`, { vm: this.name })
-    if (!this.session || this.session.isClosed) throw new HypervisorError(`cannot ${operation}: no SSH session (the VM was stopped?)`, { vm: this.name })
+    if (this.session?.isClosed) {
+      throw new SshError(`cannot ${operation}: the connection to the guest was lost (its sshd or network went away, or the VM stopped); a restore reconnects`, this.session.endpoint)
+    }
+    if (!this.session) throw new HypervisorError(`cannot ${operation}: no SSH session (the VM was stopped?)`, { vm: this.name })
     return this.session
   }
 }

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { totalmem } from 'node:os'
 import { join } from 'node:path'
 import { SpecError } from '../errors.js'
 
@@ -78,6 +79,8 @@ export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env):
   const defaults = saved ?? imageDefaults[typeof image === 'string' ? image : 'name' in image ? image.name : ''] ?? fallbackDefaults
   const memory = checkInteger(spec.memory ?? defaults.memory, 'memory', limits.memoryMin, limits.memoryMax, 'MiB')
   const cpus = checkInteger(spec.cpus ?? defaults.cpus, 'cpus', 1, limits.cpusMax, 'vCPUs')
+  const hostMiB = Math.floor(totalmem() / 1024 / 1024)
+  if (memory > hostMiB) throw new SpecError(`${memory} MiB is more than this host has (${hostMiB} MiB in all): ask for less`, 'memory')
   const accel = checkChoice(spec.accel ?? (env.VMHARNESS_ACCEL as AcceleratorChoice | undefined) ?? 'auto', 'accel', ['kvm', 'tcg', 'auto'])
   // A disk without a kernel boots through the firmware and its own bootloader: only 'pc' has one.
   const firmwareBoot = typeof image === 'object' && 'disk' in image && image.kernel === undefined && !spec.restoreFrom

@@ -28,3 +28,15 @@ export function workerTests(file: string): void {
     expect(await box.succeed('cat /root/state')).toBe('golden\n')
   })
 }
+
+/** Many short tests on one machine, each checking that it starts clean and then dirtying it: for the load test. */
+export function loadTests(file: string, count: number): void {
+  for (let index = 1; index <= count; index++) {
+    test(`load ${file} #${index} starts clean`, async ({ box }) => {
+      expect((await box.succeed('cat /root/state; test -e /tmp/mark && echo dirty-tmp || true'))).toBe('golden\n')
+      await box.succeed(`echo ${file}-${index} > /root/state; touch /tmp/mark`)
+      const out = process.env.SUITE_OUT
+      if (out) await appendFile(join(out, 'load.jsonl'), JSON.stringify({ file, index, port: box.handle.ssh?.port, pid: (await box.state()).pid }) + '\n')
+    })
+  }
+}

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { stderr as ownStderr } from 'node:process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
 import { HypervisorError, SnapshotError, SpecError } from '../../errors.js'
@@ -211,7 +212,11 @@ export class QemuHypervisor implements Hypervisor {
         const info = await process.exited
         record.process = undefined
         record.qmp?.close()
-        if (/host forwarding rule|Address already in use/.test(info.stderr) && attempt < portAttempts) continue
+        if (/host forwarding rule|Address already in use/.test(info.stderr) && attempt < portAttempts) {
+          // Another process took the port between choosing it and QEMU binding it: choose again.
+          ownStderr.write(`vmharness: port ${record.launch.sshHostPort} was taken before QEMU could bind it; retrying on another (attempt ${attempt + 1})\n`)
+          continue
+        }
         const detail = info.stderr.trim() ? describeExit(info, 5) : (error as Error).message
         if (incoming) {
           throw new SnapshotError(`QEMU could not load the saved state ${incoming}: ${detail}`, incoming, { vm: vm.name, cause: error })
@@ -352,7 +357,11 @@ export class QemuHypervisor implements Hypervisor {
   }
 
   private hostTools(): Promise<HostTools> {
-    this.tools ??= (async () => ({ qemu: await locateRequired('qemu-system'), qemuImg: await locateRequired('qemu-img'), setpriv: await locateRequired('setpriv') }))()
+    // The seed tool is checked here too, so that a host without one fails before any file is made.
+    this.tools ??= (async () => {
+      await locateRequired('seed-iso-tool')
+      return { qemu: await locateRequired('qemu-system'), qemuImg: await locateRequired('qemu-img'), setpriv: await locateRequired('setpriv') }
+    })()
     this.tools.catch(() => (this.tools = undefined))
     return this.tools
   }
