@@ -103,9 +103,12 @@ export class Vm implements AsyncDisposable {
 
   /** A command cut off by a VM that died says so, with how it died and its console's last lines. */
   private async explainLostCommand(command: string, error: unknown): Promise<unknown> {
-    // The connection can drop a moment before the process's exit is reaped.
-    await Promise.race([this.handle.exited, sleep(500, undefined, { ref: false })])
-    const state = await this.hypervisor.state(this.handle).catch(() => undefined)
+    let state = await this.hypervisor.state(this.handle).catch(() => undefined)
+    if (state?.status === 'running' && state.detail === 'monitor not answering') {
+      // The connection can drop a moment before a dying process's exit is reaped.
+      await Promise.race([this.handle.exited, sleep(500, undefined, { ref: false })])
+      state = await this.hypervisor.state(this.handle).catch(() => undefined)
+    }
     if (state?.status !== 'crashed' && state?.status !== 'stopped') return error
     return new HypervisorError(`the VM ended while running '${command}' (${state.detail ?? state.status})`, {
       vm: this.name,

@@ -1,6 +1,7 @@
 import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import { execa } from 'execa'
 import { describe, expect, it } from 'vitest'
 import { cachedBuild } from '../../src/images/cached-build.js'
 import { listCacheEntries, pruneCache } from '../../src/host/cache-entries.js'
@@ -74,5 +75,24 @@ describe('progress lines', () => {
     report.done()
     await new Promise((resolve) => setImmediate(resolve))
     expect(text()).toBe('vmharness: booting: connecting SSH (5 s)\nvmharness: booting: SSH connected (12 s)\n')
+  })
+})
+
+describe('vmharness images (the command)', () => {
+  const cache = useTemporaryCache('test')
+  const cli = (...args: string[]) => execa('node', ['dist/src/cli/main.js', 'images', ...args], { env: { VMHARNESS_CACHE: cache() }, reject: false })
+
+  it('lists entries with sizes and a total, prunes them, and explains its usage', async () => {
+    await cachedBuild('images', 'tiny-abc', async (dir) => (await writeFile(join(dir, 'disk.qcow2'), Buffer.alloc(300_000, 1)), { kernelRelease: '6.1.0-test' }))
+    const listed = await cli()
+    expect(listed.exitCode).toBe(0)
+    expect(listed.stdout).toMatch(/images\s+\d+(\.\d)? KiB\s+used 0 min ago\s+tiny-abc\s+kernel 6\.1\.0-test/)
+    expect(listed.stdout).toMatch(/total \d+(\.\d)? KiB in 1 entries/)
+    const pruned = await cli('prune', '--all')
+    expect(pruned.stdout).toContain('removed images tiny-abc')
+    expect((await cli()).stdout).toContain('(empty)')
+    const wrong = await cli('prune', '--older-than', 'soon')
+    expect(wrong.exitCode).toBe(2)
+    expect(wrong.stdout).toContain('usage: vmharness images')
   })
 })
