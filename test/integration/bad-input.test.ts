@@ -55,7 +55,7 @@ describe('bad input is a typed error that names the fix, before anything starts'
   })
 
   it('a missing QEMU names its package (or the variable that points elsewhere)', async () => {
-    await expectRefused({ image: 'tiny' }, HostError, /VMHARNESS_QEMU=\/nonexistent\/qemu is not an executable file .*fix: point VMHARNESS_QEMU at an executable/s, { VMHARNESS_QEMU: '/nonexistent/qemu' })
+    await expectRefused({ image: 'tiny' }, HostError, /VMHARNESS_QEMU=\/nonexistent\/qemu is not an executable file; it should point at qemu-system-x86_64.*fix: point VMHARNESS_QEMU at an executable/s, { VMHARNESS_QEMU: '/nonexistent/qemu' })
   })
 
   it('a missing seed-ISO tool names the packages', async () => {

@@ -48,7 +48,8 @@ describe.sequential('a Debian guest', { timeout: 600_000 }, () => {
     expect((await server.succeed('ls /var/lib/cloud/instances')).trim().split('\n')).toHaveLength(1)
     expect((await server.succeed(`grep -c "running 'init-local'" /var/log/cloud-init.log`)).trim()).toBe('1')
     expect((await server.succeed('journalctl --list-boots --no-pager | tail -n +2 | wc -l')).trim()).toBe('1')
-    // The pinned host key came from the seed, not from the image or a regeneration.
+    // The hostname and the pinned host key came from the seed, not from the image or a regeneration.
+    expect(await server.succeed('hostname')).toBe('server\n')
     expect(await server.succeed('cat /etc/ssh/ssh_host_ed25519_key.pub')).toContain(server.handle.ssh?.hostKey.split(' ')[1])
   })
 
