@@ -84,7 +84,7 @@ async function buildOrReuseDebian(options: DebianImageOptions & { packages: stri
     kernel: join(dir, 'vmlinuz'),
     initrd: join(dir, 'initrd.img'),
     disk: join(dir, 'disk.qcow2'),
-    kernelArgs: ['console=ttyS0', 'root=/dev/vda', 'rw', 'net.ifnames=0', 'panic=-1'],
+    kernelArgs: ['console=ttyS0', 'root=/dev/vda', 'rw', 'net.ifnames=0', 'panic=-1', 'init_on_free=1'],
     // sshd starts before cloud-init's last stages; a VM is handed over (and saved) only after them.
     readyCommand: 'cloud-init status --wait >/dev/null; systemctl is-system-running --wait >/dev/null; true',
     sshUser: 'root',

@@ -85,6 +85,8 @@ async function goldenKey(spec: ResolvedSpec, backend: string, recipe: GoldenReci
       const info = await stat(path)
       hash.text(part, `${path}\0${info.size}\0${info.mtimeMs}`)
     }
+    // How the image boots (its kernel line) shapes the saved state as much as its files do.
+    hash.text('imageKernelArgs', image.kernelArgs.join(' '))
   }
   return hash.digest()
 }
