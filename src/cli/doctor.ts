@@ -31,7 +31,7 @@ export async function doctor(options: DoctorOptions): Promise<number> {
   write('')
   write(await describeAccelerator())
   if (missing.length === 0) {
-    write('\nready: this host can build the tiny image and boot guests')
+    write('\nready: this host can build the tiny and Debian images and boot guests')
     return 0
   }
   write(`\nmissing Debian packages: ${missing.join(' ')}`)
