@@ -37,7 +37,7 @@ afterAll(async () => {
 describe('a machine rolled back between tests', () => {
   it('builds the golden snapshot once, finds it in the cache next time, and rebuilds it when setup changes', async () => {
     const first = machine('golden-a', { pool: 0 })
-    const second = machine('golden-b', { pool: 0 })
+    const second = machine('golden-b', { pool: 0, snapshotKind: 'external' })
     const changed = machine('golden-c', {
       pool: 0,
       setup: async (vm) => {
@@ -51,6 +51,10 @@ describe('a machine rolled back between tests', () => {
       const reused = await second.acquire()
       expect(second.goldenBuilt).toBe(false)
       expect(await reused.succeed('cat /root/state')).toBe('golden\n')
+      await reused.succeed('echo dirty > /root/state; touch /tmp/mark')
+      const clone = await second.acquire()
+      expect(clone).not.toBe(reused)
+      await expectClean(clone)
       const rebuilt = await changed.acquire()
       remember(changed)
       expect(changed.goldenBuilt).toBe(true)
