@@ -22,10 +22,10 @@ function machine(hypervisor: NoopHypervisor, config: Partial<MachineConfig>, cou
 }
 
 describe('CleanMachine over the no-op backend', () => {
-  it('snapshot rollback: each test sees the golden state, whatever the last one did', async () => {
+  it('snapshot rollback (internal, the default without a pool): each test sees the golden state, whatever the last one did', async () => {
     const hypervisor = new NoopHypervisor()
     const counter = { runs: 0 }
-    const m = machine(hypervisor, { pool: 0, snapshotKind: 'internal' }, counter)
+    const m = machine(hypervisor, { pool: 0 }, counter)
     for (let test = 0; test < 3; test++) {
       const vm = await m.acquire()
       expect(hypervisor.guestState(vm.handle)).toEqual({ state: 'golden' })
@@ -38,9 +38,9 @@ describe('CleanMachine over the no-op backend', () => {
     expect(hypervisor.liveCount).toBe(0)
   })
 
-  it('external rollback (the default without a pool): each test gets a new clone of the golden state', async () => {
+  it('external rollback: each test gets a new clone of the golden state', async () => {
     const hypervisor = new NoopHypervisor()
-    const m = machine(hypervisor, { pool: 0 })
+    const m = machine(hypervisor, { pool: 0, snapshotKind: 'external' })
     const first = await m.acquire()
     hypervisor.guestState(first.handle).state = 'dirty'
     const second = await m.acquire()
