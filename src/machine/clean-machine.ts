@@ -27,7 +27,7 @@ export interface MachineConfig extends VmSpec {
 
 export const defaultPoolSize = 2
 // Measured with bench/clean-state.ts: since guests zero freed pages (init_on_free), reloading in the
-// same process beat starting a clone in 4 runs of 4 (0.43–0.55 s against 0.53–0.70 s).
+// same process beat starting a clone in 5 runs of 5 (0.43–0.55 s against 0.53–0.70 s).
 export const defaultSnapshotKind: SnapshotKind = 'internal'
 const cleanTag = 'clean'
 
