@@ -45,7 +45,7 @@ async function createRunDir(): Promise<RunDir> {
   // A normal exit kills the VMs still recorded here (detached ones do not die with this process)
   // and removes the run's key and directories now; a crash leaves them to the next sweep.
   process.once('exit', () => {
-    killRecordedVmsSync(path)
+    killRecordedVms(path)
     rmSync(path, { recursive: true, force: true })
   })
   return {
@@ -70,16 +70,7 @@ export async function sweepStaleRuns(root: string = runsRoot()): Promise<SweepRe
   for (const entry of entries.filter((name) => name.startsWith('run-'))) {
     const dir = join(root, entry)
     if (await ownerAlive(dir)) continue
-    for (const pid of await recordedVmPids(dir)) {
-      if (await belongsToRun(pid, dir)) {
-        try {
-          process.kill(pid, 'SIGKILL')
-          report.processesKilled.push(pid)
-        } catch {
-          // already gone
-        }
-      }
-    }
+    report.processesKilled.push(...killRecordedVms(dir))
     await rm(dir, { recursive: true, force: true })
     report.runsRemoved.push(dir)
   }
@@ -98,26 +89,24 @@ async function ownerAlive(dir: string): Promise<boolean> {
   }
 }
 
-async function recordedVmPids(runPath: string): Promise<number[]> {
-  const pids: number[] = []
-  for (const entry of await readdir(runPath).catch(() => [] as string[])) {
-    const text = await readFile(join(runPath, entry, 'qemu.pid'), 'utf8').catch(() => '')
-    const pid = Number.parseInt(text, 10)
-    if (Number.isInteger(pid) && pid > 0) pids.push(pid)
-  }
-  return pids
-}
-
-function killRecordedVmsSync(runPath: string): void {
+/**
+ * SIGKILLs the QEMU processes recorded in a run's VM directories; returns their pids. Synchronous,
+ * so that it can run in an 'exit' handler too. A recycled pid is never killed: the process has to
+ * name this run's directory on its command line.
+ */
+function killRecordedVms(runPath: string): number[] {
+  const killed: number[] = []
   for (const entry of readdirSafe(runPath)) {
     const pid = Number.parseInt(readFileSafe(join(runPath, entry, 'qemu.pid')), 10)
     if (!Number.isInteger(pid) || pid <= 0 || !readFileSafe(`/proc/${pid}/cmdline`).includes(runPath)) continue
     try {
       process.kill(pid, 'SIGKILL')
+      killed.push(pid)
     } catch {
       // already gone
     }
   }
+  return killed
 }
 
 function readdirSafe(path: string): string[] {
@@ -134,12 +123,6 @@ function readFileSafe(path: string): string {
   } catch {
     return ''
   }
-}
-
-/** A recycled pid must never be killed: the process has to name this run's directory on its command line. */
-async function belongsToRun(pid: number, runPath: string): Promise<boolean> {
-  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
-  return cmdline.includes(runPath)
 }
 
 /** Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat): tells a reused pid apart. */
