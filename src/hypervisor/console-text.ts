@@ -30,3 +30,18 @@ export async function consoleLogTail(path: string, lines: number): Promise<strin
     await file.close()
   }
 }
+
+/** The bytes a log file gained since `offset`; none when it has not grown or does not exist yet. */
+export async function readLogFrom(path: string, offset: number): Promise<Buffer> {
+  const file = await open(path, 'r').catch(() => undefined)
+  if (!file) return Buffer.alloc(0)
+  try {
+    const { size } = await file.stat()
+    if (size <= offset) return Buffer.alloc(0)
+    const buffer = Buffer.alloc(size - offset)
+    const { bytesRead } = await file.read(buffer, 0, buffer.length, offset)
+    return buffer.subarray(0, bytesRead)
+  } finally {
+    await file.close()
+  }
+}

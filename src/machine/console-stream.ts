@@ -1,6 +1,6 @@
-import { open } from 'node:fs/promises'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { readLogFrom } from '../hypervisor/console-text.js'
 
 /**
  * The guest's serial console as a readable byte stream, following its log file from `fromOffset`
@@ -11,24 +11,17 @@ export function followConsoleLog(logPath: string, fromOffset: number, isFinished
   let offset = fromOffset
   let stopped = false
   async function* chunks(): AsyncGenerator<Buffer> {
-    const file = await open(logPath, 'r')
-    try {
-      while (!stopped) {
-        const finished = isFinished()
-        const { size } = await file.stat()
-        if (size > offset) {
-          const buffer = Buffer.alloc(size - offset)
-          const { bytesRead } = await file.read(buffer, 0, buffer.length, offset)
-          offset += bytesRead
-          yield buffer.subarray(0, bytesRead)
-        } else if (finished) {
-          return
-        } else {
-          await sleep(pollMs)
-        }
+    while (!stopped) {
+      const finished = isFinished()
+      const chunk = await readLogFrom(logPath, offset)
+      if (chunk.length > 0) {
+        offset += chunk.length
+        yield chunk
+      } else if (finished) {
+        return
+      } else {
+        await sleep(pollMs)
       }
-    } finally {
-      await file.close()
     }
   }
   const stream = Readable.from(chunks(), { objectMode: false })

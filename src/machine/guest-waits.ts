@@ -1,6 +1,5 @@
-import { open } from 'node:fs/promises'
 import { UnitFailedError } from '../errors.js'
-import { cleanConsoleText } from '../hypervisor/console-text.js'
+import { cleanConsoleText, readLogFrom } from '../hypervisor/console-text.js'
 import type { ExecResult } from '../ssh/ssh-session.js'
 import { shellQuote } from '../ssh/shell-quote.js'
 import { pollUntil, type Attempt, type WaitOptions } from './poll.js'
@@ -15,17 +14,14 @@ export interface WaitTarget {
 const defaultTimeoutMs = 60_000
 
 export function waitUntilSucceeds(target: WaitTarget, command: string, options: WaitOptions = {}): Promise<string> {
-  return pollUntil(`'${command}' to succeed`, target.name, async (signal) => {
-    const result = await target.exec(command, { signal })
-    return result.exitCode === 0 ? { done: true, value: result.stdout } : { done: false, seen: describeResult(result) }
-  }, { ...options, timeoutMs: options.timeoutMs ?? defaultTimeoutMs })
+  return untilExitZero(target, `'${command}' to succeed`, command, describeResult, options).then((result) => result.stdout)
 }
 
 export function waitUntilFails(target: WaitTarget, command: string, options: WaitOptions = {}): Promise<ExecResult> {
   return pollUntil(`'${command}' to fail`, target.name, async (signal) => {
     const result = await target.exec(command, { signal })
     return result.exitCode !== 0 ? { done: true, value: result } : { done: false, seen: describeResult(result) }
-  }, { ...options, timeoutMs: options.timeoutMs ?? defaultTimeoutMs })
+  }, withDefaultTimeout(options))
 }
 
 /** Until systemd reports the unit active; a failed unit ends the wait at once with its status. */
@@ -40,7 +36,7 @@ export function waitForUnit(target: WaitTarget, unit: string, options: WaitOptio
       throw new UnitFailedError(unit, target.name, status.stdout + status.stderr)
     }
     return { done: false, seen: `systemctl is-active: ${state || result.stderr.trim() || `exit ${result.exitCode}`}` }
-  }, { ...options, timeoutMs: options.timeoutMs ?? defaultTimeoutMs })
+  }, withDefaultTimeout(options))
 }
 
 /**
@@ -51,18 +47,11 @@ export function waitForOpenPort(target: WaitTarget, port: number, options: WaitO
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`port must be 1 to 65535, got ${port}`)
   const hex = port.toString(16).toUpperCase().padStart(4, '0')
   const command = `cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -c ':${hex} [0-9A-F:]* 0A '`
-  return pollUntil(`TCP port ${port} to be listening`, target.name, async (signal) => {
-    const result = await target.exec(command, { signal })
-    return result.exitCode === 0 ? { done: true, value: undefined } : { done: false, seen: `no listener on port ${port} in /proc/net/tcp{,6}` }
-  }, { ...options, timeoutMs: options.timeoutMs ?? defaultTimeoutMs })
+  return untilExitZero(target, `TCP port ${port} to be listening`, command, () => `no listener on port ${port} in /proc/net/tcp{,6}`, options).then(() => undefined)
 }
 
 export function waitForFile(target: WaitTarget, path: string, options: WaitOptions = {}): Promise<void> {
-  const command = `test -e ${shellQuote(path)}`
-  return pollUntil(`file ${path} to exist`, target.name, async (signal) => {
-    const result = await target.exec(command, { signal })
-    return result.exitCode === 0 ? { done: true, value: undefined } : { done: false, seen: `${path} does not exist` }
-  }, { ...options, timeoutMs: options.timeoutMs ?? defaultTimeoutMs })
+  return untilExitZero(target, `file ${path} to exist`, `test -e ${shellQuote(path)}`, () => `${path} does not exist`, options).then(() => undefined)
 }
 
 /**
@@ -77,7 +66,7 @@ export function waitForConsoleText(target: WaitTarget, text: string | RegExp, fr
   return pollUntil(`console text ${String(text)}`, target.name, async () => {
     const logPath = target.consoleLogPath()
     if (!logPath) return { done: false, seen: 'this backend has no console log' }
-    const chunk = await readFrom(logPath, offset)
+    const chunk = await readLogFrom(logPath, offset)
     offset += chunk.length
     const lines = (pending + cleanConsoleText(chunk.toString('utf8'))).split('\n')
     pending = lines.pop() ?? ''
@@ -87,20 +76,19 @@ export function waitForConsoleText(target: WaitTarget, text: string | RegExp, fr
     recent.push(...lines.filter((line) => line.trim()))
     recent.splice(0, Math.max(0, recent.length - 20))
     return { done: false, seen: recent.join('\n') || '(no console output since the wait began)' }
-  }, { ...options, timeoutMs: options.timeoutMs ?? defaultTimeoutMs, intervalMs: options.intervalMs ?? 50 })
+  }, { ...withDefaultTimeout(options), intervalMs: options.intervalMs ?? 50 })
 }
 
-async function readFrom(path: string, offset: number): Promise<Buffer> {
-  const file = await open(path, 'r')
-  try {
-    const { size } = await file.stat()
-    if (size <= offset) return Buffer.alloc(0)
-    const buffer = Buffer.alloc(size - offset)
-    await file.read(buffer, 0, buffer.length, offset)
-    return buffer
-  } finally {
-    await file.close()
-  }
+/** Runs `command` until it exits 0 and returns that result; `notYet` says what a failed try showed. */
+function untilExitZero(target: WaitTarget, what: string, command: string, notYet: (result: ExecResult) => string, options: WaitOptions): Promise<ExecResult> {
+  return pollUntil(what, target.name, async (signal) => {
+    const result = await target.exec(command, { signal })
+    return result.exitCode === 0 ? { done: true, value: result } : { done: false, seen: notYet(result) }
+  }, withDefaultTimeout(options))
+}
+
+function withDefaultTimeout(options: WaitOptions): WaitOptions & { timeoutMs: number } {
+  return { ...options, timeoutMs: options.timeoutMs ?? defaultTimeoutMs }
 }
 
 function describeResult(result: ExecResult): string {
