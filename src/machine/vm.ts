@@ -257,10 +257,7 @@ export class Vm implements AsyncDisposable {
     if (!this.hypervisor.features.has('keep') || !this.hypervisor.keep) throw new UnsupportedError(this.hypervisor.name, 'keep')
     this.requireAlive('keep')
     const kept = await this.hypervisor.keep(this.handle, reason)
-    this.destroyed = true
-    this.session?.close()
-    this.session = undefined
-    await Promise.all(this.forwards.splice(0).map((forward) => forward.close()))
+    await this.letGo()
     return kept
   }
 
@@ -278,12 +275,17 @@ export class Vm implements AsyncDisposable {
 
   /** Stops the VM at once and removes its overlay, sockets, logs and run directory. */
   async destroy(): Promise<void> {
+    if (this.destroyed) return
+    await this.letGo()
+    await this.hypervisor.destroy(this.handle)
+  }
+
+  /** Ends this handle's hold on the VM (destroyed or kept): its SSH session and port forwards. */
+  private async letGo(): Promise<void> {
+    this.destroyed = true
     this.session?.close()
     this.session = undefined
-    if (this.destroyed) return
-    this.destroyed = true
     await Promise.all(this.forwards.splice(0).map((forward) => forward.close()))
-    await this.hypervisor.destroy(this.handle)
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
