@@ -45,14 +45,17 @@ describe('faults in the middle of a test', () => {
     const vm = await box.acquire()
     const pid = (await vm.state()).pid as number
     const dir = await vmDirOf(vm)
-    const running = vm.exec('sleep 30')
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    // Killed only once the guest says the command is running, so the kill lands mid-command.
+    let started!: () => void
+    const commandRunning = new Promise<void>((resolve) => (started = resolve))
+    const running = vm.exec('echo started; sleep 30', { onStdout: () => started() })
+    await commandRunning
     const killed = Date.now()
     process.kill(pid, 'SIGKILL')
     const error = await running.catch((e: unknown) => e)
     note('QEMU killed mid-command', 'error', Date.now() - killed)
     expect(error).toBeInstanceOf(HypervisorError)
-    expect((error as Error).message).toMatch(/vm 'faults': the VM ended while running 'sleep 30' \(signal SIGKILL\)/)
+    expect((error as Error).message).toMatch(/vm 'faults': the VM ended while running 'echo started; sleep 30' \(signal SIGKILL\)/)
     expect(Date.now() - killed).toBeLessThan(5_000)
     box.release(vm)
     const next = await box.acquire()
