@@ -2,6 +2,7 @@ import { execa } from 'execa'
 import { acceleratorVerdict } from '../host/accelerator.js'
 import { findBinary } from '../host/find-binary.js'
 import { findGuestKernel } from '../host/guest-kernel.js'
+import { diskIoVerdict } from '../hypervisor/qemu/disk-io.js'
 import { checkRequirements, installCommand, missingPackages, type RequirementCheck } from '../host/requirements.js'
 
 export interface DoctorOptions {
@@ -30,6 +31,7 @@ export async function doctor(options: DoctorOptions): Promise<number> {
   for (const line of describeChecks(checks)) write(line)
   write('')
   write(await describeAccelerator())
+  write(await describeDiskIo())
   if (missing.length === 0) {
     write('\nready: this host can build the tiny and Debian images and boot guests')
     return 0
@@ -51,6 +53,13 @@ export function describeChecks(checks: RequirementCheck[]): string[] {
       ? `  ok       ${requirement.what.padEnd(width)}  ${path}`
       : `  MISSING  ${requirement.what.padEnd(width)}  Debian package ${requirement.debianPackage}, for ${requirement.neededFor}`,
   )
+}
+
+async function describeDiskIo(): Promise<string> {
+  const qemu = await findBinary('qemu-system-x86_64')
+  if (!qemu) return 'disk I/O: not probed (needs qemu-system-x86_64)'
+  const verdict = await diskIoVerdict(qemu)
+  return `disk I/O: ${verdict.mode} (${verdict.reason})`
 }
 
 async function describeAccelerator(): Promise<string> {

@@ -4,9 +4,12 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SnapshotError, SnapshotMismatchError } from '../../src/errors.js'
+import { locateRequired } from '../../src/host/requirements.js'
 import { runDir } from '../../src/host/run-dir.js'
+import { diskIoVerdict } from '../../src/hypervisor/qemu/disk-io.js'
+import { QemuHypervisor } from '../../src/hypervisor/qemu/qemu-hypervisor.js'
 import { Vm } from '../../src/machine/vm.js'
-import { qemuProcessesMentioning } from '../helpers/host-state.js'
+import { qemuCommandLinesMentioning, qemuProcessesMentioning } from '../helpers/host-state.js'
 
 /** Leaves a mark in every kind of state a test can change: disk, tmpfs, processes, kernel settings. */
 async function dirtyEverything(vm: Vm): Promise<void> {
@@ -36,6 +39,12 @@ async function clockSkew(vm: Vm): Promise<number> {
   return Number(output.stdout.trim()) - tickedAt / 1000
 }
 
+/** The -blockdev option of the VM's own disk file, as its QEMU process runs it. */
+async function diskOptionsOf(vm: Vm): Promise<string | undefined> {
+  const [process] = await qemuCommandLinesMentioning(vm.handle.id)
+  return process?.argv.find((arg) => arg.includes('node-name=disk0-file'))
+}
+
 describe('snapshots of the tiny guest', () => {
   let vm: Vm
 
@@ -57,6 +66,18 @@ describe('snapshots of the tiny guest', () => {
     await vm.restore('clean')
     await expectClean(vm)
     expect((await vm.listSnapshots()).map((s) => [s.name, s.kind])).toEqual([['clean', 'internal']])
+  })
+
+  it("uses the disk I/O mode the host probe chose, and restores the same with QEMU's thread pool", async () => {
+    const probed = await diskIoVerdict(await locateRequired('qemu-system'))
+    expect(await diskOptionsOf(vm)).toContain(`aio=${probed.mode}`)
+    await using threaded = await Vm.start({ image: 'tiny', name: 'threads-io' }, { hypervisor: new QemuHypervisor({ diskIo: 'threads' }) })
+    expect(await diskOptionsOf(threaded)).toContain('aio=threads')
+    await threaded.succeed('echo golden > /root/on-disk')
+    await threaded.snapshot('clean')
+    await dirtyEverything(threaded)
+    await threaded.restore('clean')
+    await expectClean(threaded)
   })
 
   it('restoring an unknown snapshot is a typed error naming the ones there are', async () => {

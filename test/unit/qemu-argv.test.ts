@@ -68,6 +68,13 @@ describe('buildQemuArgv', () => {
     expect(optionAfter(argv, '-blockdev')[0]).toContain('filename=/tmp/x,,format=raw/disk.qcow2,')
   })
 
+  it("sets the disk's I/O mode only on the VM's own disk file, and only when chosen", () => {
+    expect(buildQemuArgv(launch).join(' ')).not.toContain('aio=')
+    const blockdevs = optionAfter(buildQemuArgv({ ...launch, diskIo: 'io_uring' }), '-blockdev')
+    expect(blockdevs[0]).toMatch(/node-name=disk0-file,.*,aio=io_uring$/)
+    expect(blockdevs.slice(1).join(' ')).not.toContain('aio=')
+  })
+
   it('omits the seed when there is none', () => {
     expect(buildQemuArgv({ ...launch, seedIso: undefined }).join(' ')).not.toContain('seed')
   })

@@ -1,4 +1,5 @@
 import type { MachineType } from '../../spec/vm-spec.js'
+import type { DiskIoMode } from './disk-io.js'
 
 export interface QemuLaunch {
   accel: 'kvm' | 'tcg'
@@ -18,6 +19,8 @@ export interface QemuLaunch {
   consoleLog: string
   /** Start paused, waiting for `migrate-incoming` (restoring a saved state); stays paused until `cont`. */
   incoming?: boolean
+  /** How QEMU reads and writes the VM's own disk file; QEMU's default (threads) when unset. A host matter, not part of a saved state. */
+  diskIo?: DiskIoMode
 }
 
 /**
@@ -43,7 +46,7 @@ export function buildQemuArgv(launch: QemuLaunch): string[] {
     String(launch.cpus),
     ...(launch.kernel ? ['-kernel', launch.kernel, ...(launch.initrd ? ['-initrd', launch.initrd] : []), '-append', launch.kernelArgs.join(' ')] : []),
     '-blockdev',
-    `driver=file,filename=${escapeOptionValue(launch.disk)},node-name=disk0-file,cache.direct=off`,
+    `driver=file,filename=${escapeOptionValue(launch.disk)},node-name=disk0-file,cache.direct=off${launch.diskIo ? `,aio=${launch.diskIo}` : ''}`,
     '-blockdev',
     'driver=qcow2,file=disk0-file,node-name=disk0',
     '-device',

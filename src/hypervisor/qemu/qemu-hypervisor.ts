@@ -31,6 +31,7 @@ import {
   type VmHandle,
   type VmState,
 } from '../hypervisor.js'
+import { diskIoVerdict, type DiskIoMode } from './disk-io.js'
 import { migrateFromInheritedFd, openStateFile } from './migration-file.js'
 import { buildQemuArgv, type QemuLaunch } from './qemu-argv.js'
 import { spawnQemu, type QemuProcess } from './qemu-process.js'
@@ -47,6 +48,12 @@ interface HostTools {
   qemu: string
   qemuImg: string
   setpriv: string
+  diskIo: DiskIoMode
+}
+
+export interface QemuHypervisorOptions {
+  /** 'auto' (default): io_uring where a probe shows this QEMU and host allow it, else threads. */
+  diskIo?: DiskIoMode | 'auto'
 }
 
 export interface QemuVm {
@@ -74,6 +81,8 @@ export class QemuHypervisor implements Hypervisor {
   readonly features: ReadonlySet<Feature> = new Set<Feature>(['suspend', 'ssh', 'console', 'snapshot', 'keep'])
   private readonly vms = new Map<string, QemuVm>()
   private tools: Promise<HostTools> | undefined
+
+  constructor(private readonly options: QemuHypervisorOptions = {}) {}
 
   async prepare(spec: ResolvedSpec, options: PrepareOptions = {}): Promise<VmHandle> {
     if (spec.restoreFrom) return this.prepareClone(spec, spec.restoreFrom)
@@ -184,9 +193,10 @@ export class QemuHypervisor implements Hypervisor {
 
   /** Spawns QEMU (on a free port, retried when another process takes it first), and loads a saved state when there is one. */
   private async launch(vm: VmHandle, record: QemuVm, signal?: AbortSignal): Promise<void> {
-    const { qemu, setpriv } = await this.hostTools()
+    const { qemu, setpriv, diskIo } = await this.hostTools()
     const incoming = record.incomingState
     record.launch.incoming = incoming !== undefined
+    record.launch.diskIo = diskIo
     for (let attempt = 1; ; attempt++) {
       record.launch.sshHostPort = record.ssh.port = await freeLoopbackPort()
       const state = incoming ? await openStateFile(incoming) : undefined
@@ -360,7 +370,10 @@ export class QemuHypervisor implements Hypervisor {
     // The seed tool is checked here too, so that a host without one fails before any file is made.
     this.tools ??= (async () => {
       await locateRequired('seed-iso-tool')
-      return { qemu: await locateRequired('qemu-system'), qemuImg: await locateRequired('qemu-img'), setpriv: await locateRequired('setpriv') }
+      const qemu = await locateRequired('qemu-system')
+      const chosen = this.options.diskIo ?? 'auto'
+      const diskIo = chosen === 'auto' ? (await diskIoVerdict(qemu)).mode : chosen
+      return { qemu, qemuImg: await locateRequired('qemu-img'), setpriv: await locateRequired('setpriv'), diskIo }
     })()
     this.tools.catch(() => (this.tools = undefined))
     return this.tools
