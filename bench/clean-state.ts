@@ -1,22 +1,32 @@
-// A suite of state-mutating tests run five ways on the tiny guest: a reboot per test, rollback
-// per test (internal snapshot, external snapshot, warm pool) and one shared VM with no isolation.
+// A suite of state-mutating tests run several ways on the tiny guest: a reboot per test, rollback
+// per test (internal snapshot, external snapshot, warm pools) and one shared VM with no isolation.
 // Modes take turns in chunks of tests, so the machine's noise falls on all of them alike.
+import { QemuHypervisor } from '../src/hypervisor/qemu/qemu-hypervisor.js'
 import { CleanMachine, defaultPoolSize, type MachineConfig } from '../src/machine/clean-machine.js'
-import type { Vm } from '../src/machine/vm.js'
+import type { StartOptions, Vm } from '../src/machine/vm.js'
 import { median } from './stats.js'
 
 const testCount = Number(process.env.BENCH_TESTS ?? 50)
 const chunk = Number(process.env.BENCH_CHUNK ?? 10)
 
-const allModes: Record<string, Partial<MachineConfig>> = {
-  'reboot per test': { rollback: 'reboot' },
-  'rollback, internal snapshot, no pool': { rollback: 'snapshot', pool: 0, snapshotKind: 'internal' },
-  'rollback, external snapshot, no pool': { rollback: 'snapshot', pool: 0, snapshotKind: 'external' },
-  'rollback, warm pool of 1': { rollback: 'snapshot', pool: 1 },
-  'rollback, warm pool of 2': { rollback: 'snapshot', pool: 2 },
-  'one shared VM, no isolation': { rollback: 'none' },
+interface Mode {
+  config: Partial<MachineConfig>
+  options?: StartOptions
 }
-// BENCH_MODES (a regular expression) runs some of them only: the summary lines need all five defaults.
+
+const allModes: Record<string, Mode> = {
+  'reboot per test': { config: { rollback: 'reboot' } },
+  'rollback, internal snapshot, no pool': { config: { rollback: 'snapshot', pool: 0, snapshotKind: 'internal' } },
+  // What the line above cost before disks used io_uring: the same rollback, QEMU's thread pool for disk I/O.
+  'rollback, internal snapshot, no pool, thread-pool disk I/O': { config: { rollback: 'snapshot', pool: 0, snapshotKind: 'internal' }, options: { hypervisor: new QemuHypervisor({ diskIo: 'threads' }) } },
+  'rollback, external snapshot, no pool': { config: { rollback: 'snapshot', pool: 0, snapshotKind: 'external' } },
+  'rollback, warm pool of 1': { config: { rollback: 'snapshot', pool: 1 } },
+  'rollback, warm pool of 2': { config: { rollback: 'snapshot', pool: 2 } },
+  // The pool as it was first built: a fresh clone for every test instead of reloading used VMs.
+  'rollback, warm pool of 2, fresh clones': { config: { rollback: 'snapshot', pool: 2, snapshotKind: 'external' } },
+  'one shared VM, no isolation': { config: { rollback: 'none' } },
+}
+// BENCH_MODES (a regular expression) runs some of them only: the summary lines need all the modes.
 const modes = Object.fromEntries(Object.entries(allModes).filter(([name]) => new RegExp(process.env.BENCH_MODES ?? '.').test(name)))
 
 interface Tally {
@@ -52,8 +62,9 @@ async function main(): Promise<void> {
     await vm.succeed('echo golden > /root/state')
   }
   const tallies = new Map<string, Tally>()
-  for (const [name, config] of Object.entries(modes)) {
-    tallies.set(name, { machine: new CleanMachine('bench', { image: 'tiny', setup, setupKey: 'bench-clean-state', ...config }), overheadMs: [], bodyMs: [], totalMs: 0 })
+  for (const [name, mode] of Object.entries(modes)) {
+    const machine = new CleanMachine('bench', { image: 'tiny', setup, setupKey: 'bench-clean-state', ...mode.config }, mode.options)
+    tallies.set(name, { machine, overheadMs: [], bodyMs: [], totalMs: 0 })
   }
   // The golden snapshot is built (or found) before timing: every mode starts from it alike.
   const warm = new CleanMachine('bench', { image: 'tiny', setup, setupKey: 'bench-clean-state', pool: 0 })
@@ -96,13 +107,17 @@ function printRatios(tallies: Map<string, Tally>): void {
   const pool = get(defaultPool).totalMs
   const shared = get('one shared VM, no isolation').totalMs
   const internal = get('rollback, internal snapshot, no pool')
+  const threaded = get('rollback, internal snapshot, no pool, thread-pool disk I/O')
   const external = get('rollback, external snapshot, no pool')
+  const clones = get('rollback, warm pool of 2, fresh clones')
   console.log('')
   console.log(`with the default pool (${defaultPoolSize}):`)
   console.log(`reboot per test / warm pool: ${(reboot / pool).toFixed(1)}x faster (goal >= 20x)`)
   console.log(`warm pool / no isolation: ${(pool / shared).toFixed(2)}x (goal <= 1.2x)`)
   console.log(`per-test overhead with the pool, median: ${seconds(median(get(defaultPool).overheadMs.slice(1)))} s (goal <= 0.10 s)`)
   console.log(`restore -> SSH without the pool, median: internal ${seconds(median(internal.overheadMs.slice(1)))} s, external ${seconds(median(external.overheadMs.slice(1)))} s (goal <= 0.5 s)`)
+  console.log(`internal restore, io_uring / thread-pool disk I/O: ${(median(internal.overheadMs.slice(1)) / median(threaded.overheadMs.slice(1))).toFixed(2)} (overhead medians)`)
+  console.log(`warm pool of 2, reloading used VMs / fresh clones: ${(pool / clones.totalMs).toFixed(2)} (totals)`)
 }
 
 await main()

@@ -21,13 +21,16 @@ export interface MachineConfig extends VmSpec {
   rollback?: RollbackMode
   /** Clean VMs restored ahead in the background (snapshot rollback); 0 turns the pool off. */
   pool?: number
-  /** How snapshot rollback works without a pool: 'internal' reloads in the same process, 'external' starts a clone. */
+  /**
+   * How a used VM gets back to the golden state: 'internal' reloads it in its own process (with a
+   * pool, in the background), 'external' replaces it with a fresh clone.
+   */
   snapshotKind?: SnapshotKind
 }
 
 export const defaultPoolSize = 2
-// Measured with bench/clean-state.ts: since guests zero freed pages (init_on_free), reloading in the
-// same process beat starting a clone in 5 runs of 5 (0.43–0.55 s against 0.53–0.70 s).
+// Measured with bench/clean-state.ts: reloading in the same process beats starting a clone, both
+// in a test's wait without a pool and in the CPU a pool spends per clean VM.
 export const defaultSnapshotKind: SnapshotKind = 'internal'
 const cleanTag = 'clean'
 
@@ -62,7 +65,12 @@ export class CleanMachine {
     const poolSize = config.pool ?? defaultPoolSize
     if (!Number.isInteger(poolSize) || poolSize < 0 || poolSize > 16) throw new SpecError(`must be a whole number from 0 to 16, got ${String(poolSize)}`, `machines.${name}.pool`)
     if (this.rollback === 'snapshot' && poolSize > 0) {
-      this.pool = new WarmPool({ size: poolSize, memoryMiB: resolveSpec(this.spec()).memory, start: () => this.clone() })
+      this.pool = new WarmPool({
+        size: poolSize,
+        memoryMiB: resolveSpec(this.spec()).memory,
+        start: () => this.cleanClone(),
+        recycle: this.reloadsInPlace ? (vm) => this.reload(vm) : undefined,
+      })
     }
   }
 
@@ -77,11 +85,11 @@ export class CleanMachine {
     return this.current
   }
 
-  /** Takes the VM back after a test. With a pool the used VM is retired at once, freeing its CPU and memory. */
+  /** Takes the VM back after a test. With a pool the used VM goes back to it to be reloaded, or is retired at once. */
   release(vm: Vm): void {
     if (vm !== this.current || !this.pool) return
-    this.retire(vm)
     this.current = undefined
+    this.handBack(vm)
   }
 
   /** Leaves the VM a test used running for debugging (see Vm.keep); the next test gets a fresh one. */
@@ -90,6 +98,7 @@ export class CleanMachine {
       this.current = undefined
       this.handedOut = false
     }
+    this.pool?.forget(vm)
     return vm.keep(reason)
   }
 
@@ -106,7 +115,7 @@ export class CleanMachine {
     const { vm, entry, built } = await startFromGolden(this.recipe(), options)
     this.goldenBuilt = built
     this.goldenDir = entry.snapshotDir
-    if (this.usesInternalSnapshot) await vm.snapshot(cleanTag)
+    if (this.reloadsInPlace && !this.pool) await vm.snapshot(cleanTag)
     this.pool?.fill()
     return vm
   }
@@ -118,24 +127,49 @@ export class CleanMachine {
       if (used) this.retire(used)
       return this.bootAndSetUp(options)
     } else if (this.pool) {
-      if (used) this.retire(used)
+      if (used) this.handBack(used)
       return (await this.pool.take().catch(() => undefined)) ?? this.clone(options)
-    } else if (used && this.usesInternalSnapshot && (await isAlive(used))) {
-      try {
-        await used.restore(cleanTag, options)
-        return used
-      } catch {
-        // The process or its snapshot is unusable (a panic mid-save, say): a fresh clone replaces it.
-      }
+    } else if (used && this.reloadsInPlace) {
+      return this.reload(used, options)
     }
     if (used) this.retire(used)
-    const fresh = await this.clone(options)
-    if (this.usesInternalSnapshot) await fresh.snapshot(cleanTag)
-    return fresh
+    return this.cleanClone(options)
   }
 
-  private get usesInternalSnapshot(): boolean {
-    return this.rollback === 'snapshot' && !this.pool && this.snapshotKind === 'internal'
+  /** Snapshot rollback by reloading a VM's own internal snapshot, rather than by a fresh clone per test. */
+  private get reloadsInPlace(): boolean {
+    return this.rollback === 'snapshot' && this.snapshotKind === 'internal'
+  }
+
+  /** Back to the golden state in the same process; a VM that cannot be (stopped, or panicked mid-save) is replaced by a fresh clone. */
+  private async reload(vm: Vm, options: StartOptions = this.options): Promise<Vm> {
+    if (await isAlive(vm)) {
+      try {
+        await vm.restore(cleanTag, options)
+        return vm
+      } catch {
+        // Replaced below.
+      }
+    }
+    this.retire(vm)
+    return this.cleanClone(options)
+  }
+
+  /** A clone that can be reloaded in place afterwards: it carries the golden state as an internal snapshot. */
+  private async cleanClone(options: StartOptions = this.options): Promise<Vm> {
+    const vm = await this.clone(options)
+    if (!this.reloadsInPlace) return vm
+    try {
+      await vm.snapshot(cleanTag)
+      return vm
+    } catch (error) {
+      this.retire(vm)
+      throw error
+    }
+  }
+
+  private handBack(vm: Vm): void {
+    if (!this.pool?.takeBack(vm)) this.retire(vm)
   }
 
   /** A new VM from the golden snapshot; only called once `first` has found or built it. */

@@ -9,37 +9,64 @@ export interface WarmPoolOptions {
   memoryMiB: number
   /** Host memory left untouched, in MiB. */
   reserveMiB?: number
+  /** A new clean VM. */
   start: () => Promise<Vm>
+  /**
+   * Brings a VM the pool handed out back to the clean state, in place. Without it, used VMs are
+   * never taken back: each take is replaced by a new one.
+   */
+  recycle?: (vm: Vm) => Promise<Vm>
 }
 
 /** QEMU's own overhead beside the guest's RAM (measured: ~100 MiB for a 256 MiB tiny guest). */
 const perVmOverheadMiB = 128
 
 /**
- * VMs restored ahead of need: while a test runs, the next clean VM comes up in the background,
- * and `take` hands it over when the test ends. Never holds more VMs than free memory allows.
+ * VMs made clean ahead of need: while a test runs, the next clean VM comes up in the background,
+ * and `take` hands it over when the test ends. With `recycle`, the VM a test used comes back and
+ * is made clean again while the next test runs, so `size` VMs wait beside the one in use.
+ * Never holds more VMs than free memory allows.
  */
 export class WarmPool {
   private readonly ready: Promise<Outcome>[] = []
+  /** Handed out and expected back (recycling only): they count towards the pool's size. */
+  private readonly lent = new Set<Vm>()
   private closed = false
 
   constructor(private readonly options: WarmPoolOptions) {}
 
   /** Starts VMs until the pool is full or the host has no room for another. */
   fill(): void {
-    while (!this.closed && this.ready.length < this.options.size && this.roomForOneMore()) {
-      this.ready.push(this.options.start().then((vm) => ({ vm }), (error: unknown) => ({ error })))
+    const target = this.options.size + (this.options.recycle ? 1 : 0)
+    while (!this.closed && this.ready.length + this.lent.size < target && this.roomForOneMore()) {
+      this.ready.push(settle(this.options.start()))
     }
   }
 
-  /** The oldest VM in the pool once it is up (a refill starts at once); undefined when the pool is empty. */
+  /** The oldest VM in the pool once it is clean; undefined when the pool is empty. */
   async take(): Promise<Vm | undefined> {
     const next = this.ready.shift()
-    this.fill()
+    if (!this.options.recycle) this.fill()
     if (!next) return undefined
     const outcome = await next
-    if ('error' in outcome) throw outcome.error
+    if ('error' in outcome) {
+      this.fill()
+      throw outcome.error
+    }
+    if (this.options.recycle) this.lent.add(outcome.vm)
     return outcome.vm
+  }
+
+  /** Takes back a VM it handed out, to be made clean again; false when the caller must dispose of it. */
+  takeBack(vm: Vm): boolean {
+    if (this.closed || !this.options.recycle || !this.lent.delete(vm)) return false
+    this.ready.push(settle(this.options.recycle(vm)))
+    return true
+  }
+
+  /** A VM handed out will not come back (kept for debugging, say): another is started in its place. */
+  forget(vm: Vm): void {
+    if (this.lent.delete(vm)) this.fill()
   }
 
   get size(): number {
@@ -48,6 +75,7 @@ export class WarmPool {
 
   async close(): Promise<void> {
     this.closed = true
+    this.lent.clear()
     const pending = this.ready.splice(0)
     await Promise.all(pending.map(async (entry) => {
       const outcome = await entry
@@ -58,4 +86,8 @@ export class WarmPool {
   private roomForOneMore(): boolean {
     return availableMemoryMiB() - (this.options.reserveMiB ?? 512) >= this.options.memoryMiB + perVmOverheadMiB
   }
+}
+
+function settle(vm: Promise<Vm>): Promise<Outcome> {
+  return vm.then((ready) => ({ vm: ready }), (error: unknown) => ({ error }))
 }

@@ -89,19 +89,63 @@ describe('a machine rolled back between tests', () => {
     }
   })
 
-  it('with a warm pool hands over another VM, already clean, after each test', async () => {
+  it('with a warm pool hands over another VM, already clean, after each test; a used VM is reloaded and comes round again', async () => {
     const m = machine('pooled', { pool: 1 })
     try {
-      const seen = new Set<number>()
+      const pids: number[] = []
+      for (let test = 0; test < 5; test++) {
+        const vm = await m.acquire()
+        remember(m)
+        await expectClean(vm)
+        await vm.succeed('touch /tmp/mark && echo dirty > /root/state')
+        pids.push((await vm.state()).pid ?? 0)
+        m.release(vm)
+      }
+      // The first VM is retired; the pool's two take turns, each reloaded while the other is in use.
+      expect(new Set(pids).size).toBe(3)
+      expect([pids[3], pids[4]]).toEqual([pids[1], pids[2]])
+    } finally {
+      await m.close()
+    }
+  })
+
+  it('with a warm pool, a VM whose kernel panicked is reloaded in the background and comes round again clean', async () => {
+    const m = machine('pooled-panic', { pool: 1 })
+    try {
+      m.release(await m.acquire())
+      const vm = await m.acquire()
+      remember(m)
+      const pid = (await vm.state()).pid
+      const endpoint = vm.hypervisor.consoleEndpoint(vm.handle)
+      if (endpoint.kind !== 'unix-socket') throw new Error('the QEMU backend has a console log')
+      void vm.exec('echo c > /proc/sysrq-trigger').catch(() => undefined)
+      await waitForConsoleText(endpoint.logPath, ['Kernel panic'], { signal: AbortSignal.timeout(60_000) })
+      m.release(vm)
+      const other = await m.acquire()
+      expect(other).not.toBe(vm)
+      m.release(other)
+      const again = await m.acquire()
+      expect(again).toBe(vm)
+      expect((await again.state()).pid).toBe(pid)
+      await expectClean(again)
+    } finally {
+      await m.close()
+    }
+  })
+
+  it('with a warm pool of external snapshots, every test gets a fresh clone', async () => {
+    const m = machine('pooled-clones', { pool: 1, snapshotKind: 'external' })
+    try {
+      const pids = new Set<number>()
       for (let test = 0; test < 3; test++) {
         const vm = await m.acquire()
         remember(m)
         await expectClean(vm)
         await vm.succeed('touch /tmp/mark && echo dirty > /root/state')
-        seen.add((await vm.state()).pid ?? 0)
+        pids.add((await vm.state()).pid ?? 0)
         m.release(vm)
       }
-      expect(seen.size).toBe(3)
+      expect(pids.size).toBe(3)
     } finally {
       await m.close()
     }

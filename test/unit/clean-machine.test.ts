@@ -65,15 +65,58 @@ describe('CleanMachine over the no-op backend', () => {
     await Promise.all([first.close(), second.close()])
   })
 
-  it('warm pool: hands over another clean VM and retires the used one', async () => {
+  it('warm pool (internal, the default): a used VM is reloaded in the background and handed out again, clean', async () => {
     const hypervisor = new NoopHypervisor()
-    const m = machine(hypervisor, { pool: 2 })
-    const first = await m.acquire()
-    hypervisor.guestState(first.handle).state = 'dirty'
-    m.release(first)
-    const second = await m.acquire()
-    expect(second).not.toBe(first)
-    expect(hypervisor.guestState(second.handle)).toEqual({ state: 'golden' })
+    const m = machine(hypervisor, { pool: 1 })
+    const used: Vm[] = []
+    for (let test = 0; test < 5; test++) {
+      const vm = await m.acquire()
+      expect(hypervisor.guestState(vm.handle)).toEqual({ state: 'golden' })
+      hypervisor.guestState(vm.handle).state = `dirty ${test}`
+      used.push(vm)
+      m.release(vm)
+    }
+    // The first VM (from the golden snapshot) is retired; the pool's two VMs take turns after it.
+    expect(new Set(used).size).toBe(3)
+    expect(used[3]).toBe(used[1])
+    expect(used[4]).toBe(used[2])
+    expect(hypervisor.calls.filter((call) => call.startsWith('prepare m from snapshot'))).toHaveLength(2)
+    expect(hypervisor.calls.filter((call) => call === 'restore m clean')).toHaveLength(3)
+    await m.close()
+    expect(hypervisor.liveCount).toBe(0)
+  })
+
+  it('warm pool with external snapshots: every test gets a fresh clone and the used one is retired', async () => {
+    const hypervisor = new NoopHypervisor()
+    const m = machine(hypervisor, { pool: 2, snapshotKind: 'external' })
+    const used: Vm[] = []
+    for (let test = 0; test < 3; test++) {
+      const vm = await m.acquire()
+      expect(hypervisor.guestState(vm.handle)).toEqual({ state: 'golden' })
+      hypervisor.guestState(vm.handle).state = 'dirty'
+      used.push(vm)
+      m.release(vm)
+    }
+    expect(new Set(used).size).toBe(3)
+    expect(hypervisor.calls.filter((call) => call.startsWith('restore'))).toEqual([])
+    await m.close()
+    expect(hypervisor.liveCount).toBe(0)
+  })
+
+  it('warm pool: a VM its test stopped is replaced by a fresh clone', async () => {
+    const hypervisor = new NoopHypervisor()
+    const m = machine(hypervisor, { pool: 1 })
+    m.release(await m.acquire())
+    const stopped = await m.acquire()
+    await stopped.stop()
+    m.release(stopped)
+    for (let test = 0; test < 3; test++) {
+      const vm = await m.acquire()
+      expect(vm).not.toBe(stopped)
+      expect(hypervisor.guestState(vm.handle)).toEqual({ state: 'golden' })
+      m.release(vm)
+    }
+    expect(hypervisor.calls.filter((call) => call.startsWith('prepare m from snapshot'))).toHaveLength(3)
     await m.close()
     expect(hypervisor.liveCount).toBe(0)
   })
@@ -113,6 +156,47 @@ describe('CleanMachine over the no-op backend', () => {
 })
 
 describe('WarmPool', () => {
+  /** The pool only passes VMs around and destroys them at close, so stand-ins with a destroy do. */
+  function recyclingPool(size: number) {
+    const started: number[] = []
+    const recycled: unknown[] = []
+    const standIn = () => ({ destroy: async () => undefined }) as unknown as Vm
+    const pool = new WarmPool({
+      size,
+      memoryMiB: 1,
+      reserveMiB: 0,
+      start: async () => (started.push(started.length), standIn()),
+      recycle: async (vm) => (recycled.push(vm), vm),
+    })
+    return { pool, started, recycled }
+  }
+
+  const standInOutsideThePool = () => ({ destroy: async () => undefined }) as unknown as Vm
+
+  it('recycling: keeps size VMs beside the one in use, and takes back only what it lent', async () => {
+    const { pool, started, recycled } = recyclingPool(1)
+    pool.fill()
+    expect(started).toHaveLength(2)
+    const lent = (await pool.take()) as Vm
+    expect(started).toHaveLength(2)
+    expect(pool.takeBack(standInOutsideThePool())).toBe(false)
+    expect(pool.takeBack(lent)).toBe(true)
+    expect(pool.takeBack(lent)).toBe(false)
+    expect(recycled).toEqual([lent])
+    expect(pool.size).toBe(2)
+    await pool.close()
+  })
+
+  it('recycling: a lent VM that will not come back is replaced', async () => {
+    const { pool, started } = recyclingPool(1)
+    pool.fill()
+    const lent = (await pool.take()) as Vm
+    pool.forget(lent)
+    expect(started).toHaveLength(3)
+    expect(pool.takeBack(lent)).toBe(false)
+    await pool.close()
+  })
+
   it('starts nothing when the host has no memory to spare', async () => {
     let started = 0
     const pool = new WarmPool({ size: 4, memoryMiB: 256, reserveMiB: 10 ** 9, start: async () => (started++, undefined as never) })
