@@ -30,6 +30,28 @@ async function expectClean(vm: Vm): Promise<void> {
   await vm.fail('test -e /tmp/mark')
 }
 
+/** Runs `count` tests that each check they start clean and then dirty the VM; says which QEMU process served each. */
+async function pidsOverCleanTests(m: CleanMachine, count: number): Promise<number[]> {
+  const pids: number[] = []
+  for (let test = 0; test < count; test++) {
+    const vm = await m.acquire()
+    remember(m)
+    await expectClean(vm)
+    await vm.succeed('touch /tmp/mark && echo dirty > /root/state')
+    pids.push((await vm.state()).pid ?? 0)
+    m.release(vm)
+  }
+  return pids
+}
+
+/** The command never answers: the kernel dies under it. The console says when. */
+async function panicGuest(vm: Vm): Promise<void> {
+  const endpoint = vm.hypervisor.consoleEndpoint(vm.handle)
+  if (endpoint.kind !== 'unix-socket') throw new Error('the QEMU backend has a console log')
+  void vm.exec('echo c > /proc/sysrq-trigger').catch(() => undefined)
+  await waitForConsoleText(endpoint.logPath, ['Kernel panic'], { signal: AbortSignal.timeout(60_000) })
+}
+
 afterAll(async () => {
   for (const dir of goldenDirs) await rm(dir, { recursive: true, force: true })
 })
@@ -71,11 +93,7 @@ describe('a machine rolled back between tests', () => {
       const vm = await m.acquire()
       remember(m)
       await vm.succeed('touch /tmp/mark')
-      const endpoint = vm.hypervisor.consoleEndpoint(vm.handle)
-      if (endpoint.kind !== 'unix-socket') throw new Error('the QEMU backend has a console log')
-      // The command never answers: the kernel dies under it. The console says when.
-      void vm.exec('echo c > /proc/sysrq-trigger').catch(() => undefined)
-      await waitForConsoleText(endpoint.logPath, ['Kernel panic'], { signal: AbortSignal.timeout(60_000) })
+      await panicGuest(vm)
       const afterPanic = await m.acquire()
       expect(afterPanic).toBe(vm)
       await expectClean(afterPanic)
@@ -92,15 +110,7 @@ describe('a machine rolled back between tests', () => {
   it('with a warm pool hands over another VM, already clean, after each test; a used VM is reloaded and comes round again', async () => {
     const m = machine('pooled', { pool: 1 })
     try {
-      const pids: number[] = []
-      for (let test = 0; test < 5; test++) {
-        const vm = await m.acquire()
-        remember(m)
-        await expectClean(vm)
-        await vm.succeed('touch /tmp/mark && echo dirty > /root/state')
-        pids.push((await vm.state()).pid ?? 0)
-        m.release(vm)
-      }
+      const pids = await pidsOverCleanTests(m, 5)
       // The first VM is retired; the pool's two take turns, each reloaded while the other is in use.
       expect(new Set(pids).size).toBe(3)
       expect([pids[3], pids[4]]).toEqual([pids[1], pids[2]])
@@ -116,10 +126,7 @@ describe('a machine rolled back between tests', () => {
       const vm = await m.acquire()
       remember(m)
       const pid = (await vm.state()).pid
-      const endpoint = vm.hypervisor.consoleEndpoint(vm.handle)
-      if (endpoint.kind !== 'unix-socket') throw new Error('the QEMU backend has a console log')
-      void vm.exec('echo c > /proc/sysrq-trigger').catch(() => undefined)
-      await waitForConsoleText(endpoint.logPath, ['Kernel panic'], { signal: AbortSignal.timeout(60_000) })
+      await panicGuest(vm)
       m.release(vm)
       const other = await m.acquire()
       expect(other).not.toBe(vm)
@@ -136,16 +143,7 @@ describe('a machine rolled back between tests', () => {
   it('with a warm pool of external snapshots, every test gets a fresh clone', async () => {
     const m = machine('pooled-clones', { pool: 1, snapshotKind: 'external' })
     try {
-      const pids = new Set<number>()
-      for (let test = 0; test < 3; test++) {
-        const vm = await m.acquire()
-        remember(m)
-        await expectClean(vm)
-        await vm.succeed('touch /tmp/mark && echo dirty > /root/state')
-        pids.add((await vm.state()).pid ?? 0)
-        m.release(vm)
-      }
-      expect(pids.size).toBe(3)
+      expect(new Set(await pidsOverCleanTests(m, 3)).size).toBe(3)
     } finally {
       await m.close()
     }
