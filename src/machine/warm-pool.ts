@@ -9,6 +9,8 @@ export interface WarmPoolOptions {
   memoryMiB: number
   /** Host memory left untouched, in MiB. */
   reserveMiB?: number
+  /** Host memory available now, in MiB; the host's own figure unless given. */
+  availableMiB?: () => number
   /** A new clean VM. */
   start: () => Promise<Vm>
   /**
@@ -46,14 +48,18 @@ export class WarmPool {
   /** The oldest VM in the pool once it is clean; undefined when the pool is empty. */
   async take(): Promise<Vm | undefined> {
     const next = this.ready.shift()
-    if (!this.options.recycle) this.fill()
+    // A recycling pool refills only once the VM counts as lent, or it would start one too many.
+    if (!this.options.recycle || !next) this.fill()
     if (!next) return undefined
     const outcome = await next
     if ('error' in outcome) {
       this.fill()
       throw outcome.error
     }
-    if (this.options.recycle) this.lent.add(outcome.vm)
+    if (this.options.recycle) {
+      this.lent.add(outcome.vm)
+      this.fill()
+    }
     return outcome.vm
   }
 
@@ -84,7 +90,7 @@ export class WarmPool {
   }
 
   private roomForOneMore(): boolean {
-    return availableMemoryMiB() - (this.options.reserveMiB ?? 512) >= this.options.memoryMiB + perVmOverheadMiB
+    return (this.options.availableMiB ?? availableMemoryMiB)() - (this.options.reserveMiB ?? 512) >= this.options.memoryMiB + perVmOverheadMiB
   }
 }
 

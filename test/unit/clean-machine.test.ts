@@ -187,6 +187,32 @@ describe('WarmPool', () => {
     await pool.close()
   })
 
+  it('recycling: a pool that found no memory to fill tries again on the next take', async () => {
+    let roomy = false
+    const started: Vm[] = []
+    const pool = new WarmPool({
+      size: 1,
+      memoryMiB: 1,
+      reserveMiB: 0,
+      start: async () => {
+        const vm = standInOutsideThePool()
+        started.push(vm)
+        return vm
+      },
+      recycle: async (vm) => vm,
+      availableMiB: () => (roomy ? 10_000 : 0),
+    })
+    pool.fill()
+    expect(await pool.take()).toBeUndefined()
+    expect(started).toHaveLength(0)
+    roomy = true
+    expect(await pool.take()).toBeUndefined()
+    expect(started).toHaveLength(2)
+    expect(await pool.take()).toBe(started[0])
+    expect(started).toHaveLength(2)
+    await pool.close()
+  })
+
   it('recycling: a lent VM that will not come back is replaced', async () => {
     const { pool, started } = recyclingPool(1)
     pool.fill()
