@@ -39,8 +39,9 @@ async function firstBinary(...names: string[]): Promise<string | undefined> {
   return undefined
 }
 
-async function existing(path: string): Promise<string | undefined> {
-  return access(path).then(
+/** `path` when it exists (and, with `mode`, is accessible that way); else undefined. */
+async function existing(path: string, mode = constants.F_OK): Promise<string | undefined> {
+  return access(path, mode).then(
     () => path,
     () => undefined,
   )
@@ -49,19 +50,12 @@ async function existing(path: string): Promise<string | undefined> {
 /** Environment variables that point at a tool of the user's choosing instead of the one on PATH. */
 const overrides: Partial<Record<RequirementId, string>> = { 'qemu-system': 'VMHARNESS_QEMU', 'seed-iso-tool': 'VMHARNESS_SEED_ISO_TOOL' }
 
-async function executable(path: string): Promise<string | undefined> {
-  return access(path, constants.X_OK).then(
-    () => path,
-    () => undefined,
-  )
-}
-
 /** The override's executable when the variable is set (and nothing else then), else `locate`. */
 function overridable(id: RequirementId, locate: () => Promise<string | undefined>): () => Promise<string | undefined> {
   return () => {
     const variable = overrides[id]
     const value = variable ? process.env[variable] : undefined
-    return value ? executable(value) : locate()
+    return value ? existing(value, constants.X_OK) : locate()
   }
 }
 
