@@ -1,9 +1,7 @@
 import { execa } from 'execa'
 import { acceleratorVerdict } from '../host/accelerator.js'
-import { findBinary } from '../host/find-binary.js'
-import { findGuestKernel } from '../host/guest-kernel.js'
 import { diskIoVerdict } from '../hypervisor/qemu/disk-io.js'
-import { checkRequirements, installCommand, missingPackages, type RequirementCheck } from '../host/requirements.js'
+import { checkRequirements, installCommand, missingPackages, type RequirementCheck, type RequirementId } from '../host/requirements.js'
 
 export interface DoctorOptions {
   install: boolean
@@ -30,8 +28,9 @@ export async function doctor(options: DoctorOptions): Promise<number> {
   write('vmharness doctor')
   for (const line of describeChecks(checks)) write(line)
   write('')
-  write(await describeAccelerator())
-  write(await describeDiskIo())
+  const located = (id: RequirementId) => checks.find((check) => check.requirement.id === id)?.path
+  write(await describeAccelerator(located('qemu-system'), located('guest-kernel')))
+  write(await describeDiskIo(located('qemu-system')))
   if (missing.length === 0) {
     write('\nready: this host can build the tiny and Debian images and boot guests')
     return 0
@@ -55,16 +54,14 @@ export function describeChecks(checks: RequirementCheck[]): string[] {
   )
 }
 
-async function describeDiskIo(): Promise<string> {
-  const qemu = await findBinary('qemu-system-x86_64')
+// QEMU and the kernel as the checks found them, so that VMHARNESS_QEMU counts here as it does for VMs.
+async function describeDiskIo(qemu: string | undefined): Promise<string> {
   if (!qemu) return 'disk I/O: not probed (needs qemu-system-x86_64)'
   const verdict = await diskIoVerdict(qemu)
   return `disk I/O: ${verdict.mode} (${verdict.reason})`
 }
 
-async function describeAccelerator(): Promise<string> {
-  const qemu = await findBinary('qemu-system-x86_64')
-  const kernel = await findGuestKernel()
+async function describeAccelerator(qemu: string | undefined, kernel: string | undefined): Promise<string> {
   if (!qemu || !kernel) return 'accelerator: not probed (needs qemu-system-x86_64 and a guest kernel)'
   const verdict = await acceleratorVerdict({ qemu, kernel })
   const source = verdict.probed ? 'probed now' : 'cached verdict or no probe needed; VMHARNESS_ACCEL=kvm|tcg forces one'
