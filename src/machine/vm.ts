@@ -13,6 +13,7 @@ import { copyFromGuest, copyToGuest, type CopySummary } from '../ssh/sftp-copy.j
 import type { ExecOptions, ExecResult, SshSession } from '../ssh/ssh-session.js'
 import { reconnectAfterRestore } from './after-restore.js'
 import { defaultBootTimeoutMs, waitForBoot } from './boot-wait.js'
+import { installGuestRefresh, refreshGuest } from './guest-refresh.js'
 import { followConsoleLog } from './console-stream.js'
 import * as waits from './guest-waits.js'
 import type { WaitOptions } from './poll.js'
@@ -74,6 +75,7 @@ export class Vm implements AsyncDisposable {
         session = handle.restoredFrom
           ? await reconnectAfterRestore(hypervisor, handle, options.signal)
           : await waitForBoot(hypervisor, handle, handle.ssh, { timeoutMs: resolved.bootTimeoutMs ?? defaultBootTimeoutMs[handle.accel], signal: options.signal, onProgress: options.onProgress })
+        if (!handle.restoredFrom) await prepareFreshGuest(session, handle.name)
       }
       return new Vm(hypervisor, handle, session)
     } catch (error) {
@@ -234,7 +236,10 @@ export class Vm implements AsyncDisposable {
   async snapshot(name: string, options: SnapshotOptions = {}): Promise<SnapshotInfo> {
     if (!this.hypervisor.features.has('snapshot')) throw new UnsupportedError(this.hypervisor.name, 'snapshot')
     this.requireAlive('snapshot')
-    return this.hypervisor.snapshot(this.handle, name, options)
+    const info = await this.hypervisor.snapshot(this.handle, name, options)
+    // The guest was paused while it was saved, and its clock stood still meanwhile.
+    if (this.session && !this.session.isClosed) await refreshGuest(this.session, this.name)
+    return info
   }
 
   /** Puts the VM back to a snapshot, reconnects SSH and sets the guest clock from the host before returning. */
@@ -327,5 +332,19 @@ function fileSize(path: string): number {
     return statSync(path).size
   } catch {
     return 0
+  }
+}
+
+/**
+ * A booted guest gets the refresh program that every restore of its states runs, and a clock
+ * set as precisely as a restored one (its own start-up set it to the second at best).
+ */
+async function prepareFreshGuest(session: SshSession, vmName: string): Promise<void> {
+  try {
+    await installGuestRefresh(session, vmName)
+    await refreshGuest(session, vmName)
+  } catch (error) {
+    session.close()
+    throw error
   }
 }

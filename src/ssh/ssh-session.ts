@@ -31,6 +31,12 @@ export interface ExecOptions {
   signal?: AbortSignal
   timeoutMs?: number
   stdin?: string | Buffer
+  /**
+   * Called once the command has started, with a function that writes to its stdin: for a command
+   * that answers before it is given more. No EOF is sent (see collect), so the command must read
+   * exactly what it needs.
+   */
+  writeStdin?: (write: (chunk: Buffer) => void) => void
   onStdout?: (chunk: Buffer) => void
   onStderr?: (chunk: Buffer) => void
 }
@@ -183,7 +189,7 @@ export class SshSession {
 }
 
 function remoteCommand(command: string, options: ExecOptions): string {
-  return options.stdin === undefined ? `exec </dev/null; ${command}` : command
+  return options.stdin === undefined && options.writeStdin === undefined ? `exec </dev/null; ${command}` : command
 }
 
 /** The server declined to start a command: nothing ran, so it may be sent again. */
@@ -325,6 +331,7 @@ function collect(channel: ClientChannel, command: string, options: ExecOptions, 
     channel.on('close', () => finish(sawExit ? undefined : new SshError(`the connection closed before the command finished (no exit status): ${command}`, endpoint)))
     channel.on('error', (error: Error) => finish(new SshError(`channel error: ${error.message}`, endpoint, { cause: error })))
     if (options.stdin !== undefined) channel.end(options.stdin)
+    else options.writeStdin?.((chunk) => channel.write(chunk))
     // Without stdin the command reads /dev/null (see remoteCommand), so no EOF is sent: dropbear
     // drops the whole connection when an EOF crosses the close of a command that already ended.
   })
