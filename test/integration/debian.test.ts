@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect } from 'vitest'
 import { UnitFailedError } from '../../src/errors.js'
 import { vmTest } from '../../fixtures/vm-test.js'
+import { clockErrorMs, randomOutput, readGuestClock } from '../helpers/guest-freshness.js'
 
 const webUnit = `[Unit]
 Description=static web server for the vmharness tests
@@ -68,6 +69,16 @@ describe.sequential('a Debian guest', { timeout: 600_000 }, () => {
     await server.copyFrom('/opt/tree', back)
     expect(await describeTree(back)).toEqual(await describeTree(source))
   })
+
+  const randomSeen: string[] = []
+  for (const round of [1, 2, 3]) {
+    test(`clean Debian VM ${round} of 3: random output of its own, and the clock within 0.1 s`, async ({ server }) => {
+      randomSeen.push(await randomOutput(server))
+      const reading = await readGuestClock(server, 'date')
+      expect(Math.abs(clockErrorMs(reading)), `off by ${clockErrorMs(reading).toFixed(1)} ms`).toBeLessThan(100)
+      expect(new Set(randomSeen).size).toBe(randomSeen.length)
+    })
+  }
 
   test('a unit that fails ends waitForUnit at once with its systemctl status', async ({ server }) => {
     await server.succeed('cat > /etc/systemd/system/broken.service && systemctl daemon-reload', { stdin: '[Service]\nExecStart=/bin/sh -c "echo about to fail; exit 3"\n' })
