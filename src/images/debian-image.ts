@@ -1,6 +1,7 @@
 import { chmod, copyFile, cp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { execa } from 'execa'
+import { PromiseCache } from '../common/promise-cache.js'
 import { ImageError } from '../errors.js'
 import { ContentHash } from '../host/content-hash.js'
 import { locateRequired } from '../host/requirements.js'
@@ -34,7 +35,7 @@ interface DebianManifest {
   builtAt: string
 }
 
-const resolved = new Map<string, Promise<BootableImage>>()
+const resolved = new PromiseCache<string, BootableImage>()
 
 /**
  * A Debian 12 guest built with mmdebstrap from the package mirror (systemd, openssh-server,
@@ -44,13 +45,7 @@ const resolved = new Map<string, Promise<BootableImage>>()
 export function debianImage(options: DebianImageOptions = {}): Promise<BootableImage> {
   const packages = checkPackages(options.packages ?? [])
   const key = JSON.stringify([packages, options.mirror ?? ''])
-  let image = resolved.get(key)
-  if (!image) {
-    image = buildOrReuseDebian({ ...options, packages })
-    resolved.set(key, image)
-    image.catch(() => resolved.delete(key))
-  }
-  return image
+  return resolved.get(key, () => buildOrReuseDebian({ ...options, packages }))
 }
 
 export function checkPackages(packages: unknown): string[] {

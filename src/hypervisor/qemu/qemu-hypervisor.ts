@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { stderr as ownStderr } from 'node:process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
+import { PromiseCache } from '../../common/promise-cache.js'
 import { HypervisorError, SnapshotError, SpecError } from '../../errors.js'
 import { acceleratorVerdict, chooseAccelerator } from '../../host/accelerator.js'
 import { freeLoopbackPort } from '../../host/free-port.js'
@@ -80,7 +81,7 @@ export class QemuHypervisor implements Hypervisor {
   readonly name = 'qemu' as const
   readonly features: ReadonlySet<Feature> = new Set<Feature>(['suspend', 'ssh', 'console', 'snapshot', 'keep'])
   private readonly vms = new Map<string, QemuVm>()
-  private tools: Promise<HostTools> | undefined
+  private readonly tools = new PromiseCache<'host', HostTools>()
 
   constructor(private readonly options: QemuHypervisorOptions = {}) {}
 
@@ -368,15 +369,13 @@ export class QemuHypervisor implements Hypervisor {
 
   private hostTools(): Promise<HostTools> {
     // The seed tool is checked here too, so that a host without one fails before any file is made.
-    this.tools ??= (async () => {
+    return this.tools.get('host', async () => {
       await locateRequired('seed-iso-tool')
       const qemu = await locateRequired('qemu-system')
       const chosen = this.options.diskIo ?? 'auto'
       const diskIo = chosen === 'auto' ? (await diskIoVerdict(qemu)).mode : chosen
       return { qemu, qemuImg: await locateRequired('qemu-img'), setpriv: await locateRequired('setpriv'), diskIo }
-    })()
-    this.tools.catch(() => (this.tools = undefined))
-    return this.tools
+    })
   }
 
   private monitor(vm: VmHandle): QmpClient {
