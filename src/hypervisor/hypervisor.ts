@@ -1,5 +1,6 @@
 import type { KeptVm } from '../host/kept-vms.js'
 import type { BackendName, ResolvedSpec } from '../spec/vm-spec.js'
+import type { SshEndpoint } from '../ssh/ssh-session.js'
 
 export type VmStatus = 'prepared' | 'running' | 'paused' | 'stopped' | 'crashed' | 'destroyed'
 
@@ -15,15 +16,7 @@ export type Feature = 'suspend' | 'ssh' | 'console' | 'snapshot' | 'keep'
 
 export type ConsoleEndpoint = { kind: 'unix-socket'; path: string; logPath: string } | { kind: 'none' }
 
-export interface SshEndpoint {
-  host: string
-  port: number
-  user: string
-  /** The client's OpenSSH private key: the run's key, or the one a restored snapshot was saved with. */
-  privateKey: string
-  /** The guest host key the harness generated and planted; no other key is accepted. */
-  hostKey: string
-}
+export type { SshEndpoint }
 
 export interface ExitInfo {
   exitCode: number | null
