@@ -1,4 +1,4 @@
-import type { KeptVm } from '../host/kept-vms.js'
+import type { KeptVm } from './keep/kept-vms.js'
 import type { BackendName, ResolvedSpec } from '../spec/vm-spec.js'
 import type { SshEndpoint } from '../ssh/ssh-session.js'
 

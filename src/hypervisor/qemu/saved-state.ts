@@ -2,7 +2,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PromiseCache } from '../../common/promise-cache.js'
 import { SnapshotError, SnapshotMismatchError } from '../../errors.js'
-import { fileSha256 } from '../../host/content-hash.js'
+import { fileSha256 } from '../../common/content-hash.js'
 import { buildQemuArgv, type QemuLaunch } from './qemu-argv.js'
 
 /**
