@@ -3,7 +3,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HypervisorError, SnapshotError } from '../../errors.js'
 import type { ResolvedSpec } from '../../spec/vm-spec.js'
-import type { ConsoleEndpoint, ExitInfo, Feature, Hypervisor, SnapshotInfo, SnapshotOptions, VmHandle, VmState, VmStatus } from '../hypervisor.js'
+import type { Snapshotting, Suspending } from '../capabilities.js'
+import type { ConsoleEndpoint, ExitInfo, Hypervisor, SnapshotInfo, SnapshotOptions, VmHandle, VmState, VmStatus } from '../hypervisor.js'
 
 /** Stands for everything inside a guest: tests of the layers above write to it and check that a restore brings it back. */
 export type NoopGuestState = Record<string, string>
@@ -21,9 +22,8 @@ const externalStateFile = 'noop-state.json'
  * An in-memory backend for unit tests of the layers above: it keeps lifecycle state and
  * enforces the same transitions as a real backend, but runs nothing and offers no SSH.
  */
-export class NoopHypervisor implements Hypervisor {
+export class NoopHypervisor implements Hypervisor, Suspending, Snapshotting {
   readonly name = 'noop' as const
-  readonly features: ReadonlySet<Feature> = new Set<Feature>(['suspend', 'snapshot'])
   private readonly vms = new Map<string, NoopVm>()
   /** Every call, in order, for assertions. */
   readonly calls: string[] = []

@@ -18,12 +18,12 @@ import { hostnameFor, writeSeedIso } from '../../images/nocloud-seed.js'
 import { resolveImage } from '../../images/resolve-image.js'
 import type { ResolvedSpec } from '../../spec/vm-spec.js'
 import { generateKeyPair, runClientKey } from '../../ssh/keys.js'
+import type { Keeping, Snapshotting, Suspending } from '../capabilities.js'
 import { consoleLogTail } from '../console-text.js'
 import {
   describeExit,
   type ConsoleEndpoint,
   type ExitInfo,
-  type Feature,
   type Hypervisor,
   type PrepareOptions,
   type SnapshotInfo,
@@ -77,9 +77,8 @@ export interface QemuVm {
 }
 
 /** Runs each VM as its own QEMU process, driven by argv arrays and QMP over a unix socket. */
-export class QemuHypervisor implements Hypervisor {
+export class QemuHypervisor implements Hypervisor, Suspending, Snapshotting, Keeping {
   readonly name = 'qemu' as const
-  readonly features: ReadonlySet<Feature> = new Set<Feature>(['suspend', 'ssh', 'console', 'snapshot', 'keep'])
   private readonly vms = new Map<string, QemuVm>()
   private readonly tools = new PromiseCache<'host', HostTools>()
 
