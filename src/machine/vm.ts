@@ -45,7 +45,8 @@ export interface CommandRecord {
 /** A started VM. `stop` and `destroy` may be called any number of times; `await using` destroys it. */
 export class Vm implements AsyncDisposable {
   readonly commands: CommandRecord[] = []
-  private destroyed = false
+  /** Set once the VM was destroyed or kept: this handle drives it no more. */
+  private relinquished = false
   private readonly forwards: PortForward[] = []
   /** Where the console log stood when the current state began (boot or restore): console waits read from here. */
   private consoleOffset = 0
@@ -166,7 +167,7 @@ export class Vm implements AsyncDisposable {
   console(options: { fromStart?: boolean } = {}): Readable {
     const logPath = this.consoleLogPath()
     if (!logPath) throw new UnsupportedError(this.hypervisor.name, 'console')
-    return followConsoleLog(logPath, options.fromStart ? 0 : fileSize(logPath), () => this.destroyed)
+    return followConsoleLog(logPath, options.fromStart ? 0 : fileSize(logPath), () => this.relinquished)
   }
 
   /** Copies a host file, or a directory tree, to `guestPath` (modes kept). */
@@ -256,7 +257,7 @@ export class Vm implements AsyncDisposable {
     const hypervisor = this.capable(canKeep, 'keep')
     this.requireAlive('keep')
     const kept = await hypervisor.keep(this.handle, reason)
-    await this.letGo()
+    await this.relinquish()
     return kept
   }
 
@@ -268,20 +269,20 @@ export class Vm implements AsyncDisposable {
   async stop(timeoutMs = 10_000): Promise<void> {
     this.session?.close()
     this.session = undefined
-    if (this.destroyed) return
+    if (this.relinquished) return
     await this.hypervisor.stop(this.handle, timeoutMs)
   }
 
   /** Stops the VM at once and removes its overlay, sockets, logs and run directory. */
   async destroy(): Promise<void> {
-    if (this.destroyed) return
-    await this.letGo()
+    if (this.relinquished) return
+    await this.relinquish()
     await this.hypervisor.destroy(this.handle)
   }
 
-  /** Ends this handle's hold on the VM (destroyed or kept): its SSH session and port forwards. */
-  private async letGo(): Promise<void> {
-    this.destroyed = true
+  /** Gives up this handle's hold on the VM (destroyed or kept): its SSH session and port forwards. */
+  private async relinquish(): Promise<void> {
+    this.relinquished = true
     this.session?.close()
     this.session = undefined
     await Promise.all(this.forwards.splice(0).map((forward) => forward.close()))
@@ -312,12 +313,12 @@ export class Vm implements AsyncDisposable {
   }
 
   private requireAlive(operation: string): void {
-    if (this.destroyed) throw new HypervisorError(`cannot ${operation}: the VM was destroyed`, { vm: this.name })
+    if (this.relinquished) throw new HypervisorError(`cannot ${operation}: the VM was destroyed`, { vm: this.name })
   }
 
   private requireSession(operation: string): SshSession {
     if (!this.handle.ssh) throw new UnsupportedError(this.hypervisor.name, operation)
-    if (this.destroyed) throw new HypervisorError(`cannot ${operation}: the VM was destroyed`, { vm: this.name })
+    if (this.relinquished) throw new HypervisorError(`cannot ${operation}: the VM was destroyed`, { vm: this.name })
     if (this.session?.isClosed) {
       throw new SshError(`cannot ${operation}: the connection to the guest was lost (its sshd or network went away, or the VM stopped); a restore reconnects`, this.session.endpoint)
     }

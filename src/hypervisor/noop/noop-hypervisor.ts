@@ -71,7 +71,7 @@ export class NoopHypervisor implements Hypervisor, Suspending, Snapshotting {
   }
 
   async guestIp(vm: VmHandle): Promise<string> {
-    this.require(vm)
+    this.lookUp(vm)
     return '192.0.2.1'
   }
 
@@ -85,7 +85,7 @@ export class NoopHypervisor implements Hypervisor, Suspending, Snapshotting {
 
   async snapshot(vm: VmHandle, name: string, options: SnapshotOptions = {}): Promise<SnapshotInfo> {
     this.calls.push(`snapshot ${vm.name} ${name}`)
-    const record = this.require(vm)
+    const record = this.lookUp(vm)
     const kind = options.kind ?? 'internal'
     const path = kind === 'external' ? (options.dir ?? `/noop/${vm.id}/${name}`) : undefined
     if (kind === 'external' && options.dir) {
@@ -99,7 +99,7 @@ export class NoopHypervisor implements Hypervisor, Suspending, Snapshotting {
 
   async restore(vm: VmHandle, name: string): Promise<void> {
     this.calls.push(`restore ${vm.name} ${name}`)
-    const record = this.require(vm)
+    const record = this.lookUp(vm)
     const snapshot = record.snapshots.get(name)
     if (!snapshot) throw new SnapshotError('no such snapshot in this VM', name, { vm: vm.name })
     record.guest = { ...snapshot.guest }
@@ -107,12 +107,12 @@ export class NoopHypervisor implements Hypervisor, Suspending, Snapshotting {
   }
 
   async listSnapshots(vm: VmHandle): Promise<SnapshotInfo[]> {
-    return [...this.require(vm).snapshots.values()].map((snapshot) => snapshot.info)
+    return [...this.lookUp(vm).snapshots.values()].map((snapshot) => snapshot.info)
   }
 
   /** The stand-in for the guest's contents, for tests to change and inspect. */
   guestState(vm: VmHandle): NoopGuestState {
-    return this.require(vm).guest
+    return this.lookUp(vm).guest
   }
 
   /** How many VMs it holds now (not destroyed). */
@@ -122,12 +122,12 @@ export class NoopHypervisor implements Hypervisor, Suspending, Snapshotting {
 
   private transition(vm: VmHandle, operation: string, from: VmStatus[], to: VmStatus): void {
     this.calls.push(`${operation} ${vm.name}`)
-    const record = this.require(vm)
+    const record = this.lookUp(vm)
     if (!from.includes(record.status)) throw new HypervisorError(`cannot ${operation} while ${record.status}`, { vm: vm.name })
     record.status = to
   }
 
-  private require(vm: VmHandle): NoopVm {
+  private lookUp(vm: VmHandle): NoopVm {
     const record = this.vms.get(vm.id)
     if (!record) throw new HypervisorError('was destroyed, or was not prepared by this backend', { vm: vm.name })
     return record

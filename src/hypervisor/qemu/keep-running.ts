@@ -13,6 +13,6 @@ export async function keepRunning(vm: VmHandle, record: QemuVm, reason: string):
   if (!process.detached) throw new HypervisorError('cannot be kept: it was started without VMHARNESS_KEEP=on-failure, so it dies with this process', { vm: vm.name })
   const kept = await recordKept({ name: vm.name, id: vm.id, vmDir: record.dir, pid: process.pid, sshPort: record.ssh.port, sshUser: record.ssh.user, privateKey: record.ssh.privateKey, hostKey: record.ssh.hostKey, reason })
   record.qmp?.close()
-  process.forget()
+  process.unref()
   return kept
 }
