@@ -1,3 +1,5 @@
+import type { ExecResult } from './ssh/exec-result.js'
+
 const brand = Symbol.for('vmharness.error')
 
 export interface ErrorDetails {
@@ -171,14 +173,6 @@ export class UnitFailedError extends VmHarnessError {
   }
 }
 
-export interface CommandResult {
-  command: string
-  stdout: string
-  stderr: string
-  exitCode: number | null
-  signal: string | null
-}
-
 /** A guest command did not end the way `succeed` or `fail` required. */
 export class CommandError extends VmHarnessError {
   readonly command: string
@@ -186,7 +180,7 @@ export class CommandError extends VmHarnessError {
   readonly signal: string | null
   readonly stdout: string
   readonly stderr: string
-  constructor(expectation: string, result: CommandResult, vm: string) {
+  constructor(expectation: string, result: ExecResult, vm: string) {
     const ending = result.signal ? `signal ${result.signal}` : `exit code ${result.exitCode}`
     const stderrTail = tail(result.stderr, 20)
     super(

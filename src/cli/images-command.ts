@@ -2,7 +2,7 @@ import { cacheRoot } from '../host/cache-dir.js'
 import { entryDescription, listCacheEntries, pruneCache } from '../host/cache-entries.js'
 import { debianImage } from '../images/debian-image.js'
 import { tinyImage } from '../images/tiny-image.js'
-import { progressReporter } from '../host/progress.js'
+import { progressReporter } from '../machine/progress.js'
 
 const usage = `usage: vmharness images [list]
        vmharness images build tiny|debian [--package NAME]...

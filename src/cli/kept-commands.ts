@@ -1,5 +1,5 @@
 import { execa } from 'execa'
-import { discardKept, findKept, listKept } from '../host/kept-vms.js'
+import { discardKept, findKept, listKept } from '../hypervisor/keep/kept-vms.js'
 import { locateRequired } from '../host/requirements.js'
 import { keptMessage, sshCommand } from './kept-message.js'
 

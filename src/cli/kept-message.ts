@@ -1,5 +1,5 @@
 import { join } from 'node:path'
-import type { KeptVm } from '../host/kept-vms.js'
+import type { KeptVm } from '../hypervisor/keep/kept-vms.js'
 
 /** What a person needs to reach a kept VM, printed when a test's VM is kept and by `vmharness kept`. */
 export function keptMessage(kept: KeptVm): string {

@@ -4,7 +4,7 @@ import { release } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { HostError } from '../errors.js'
-import { ContentHash } from './content-hash.js'
+import { ContentHash } from '../common/content-hash.js'
 import { cacheSubdir } from './cache-dir.js'
 
 export interface AcceleratorVerdict {

@@ -1,5 +1,5 @@
-import type { KeptVm } from '../host/kept-vms.js'
 import type { BackendName, ResolvedSpec } from '../spec/vm-spec.js'
+import type { SshEndpoint } from '../ssh/ssh-session.js'
 
 export type VmStatus = 'prepared' | 'running' | 'paused' | 'stopped' | 'crashed' | 'destroyed'
 
@@ -10,20 +10,9 @@ export interface VmState {
   detail?: string
 }
 
-/** What a backend can do beyond prepare/start/stop/destroy/state; anything else is an UnsupportedError. */
-export type Feature = 'suspend' | 'ssh' | 'console' | 'snapshot' | 'keep'
-
 export type ConsoleEndpoint = { kind: 'unix-socket'; path: string; logPath: string } | { kind: 'none' }
 
-export interface SshEndpoint {
-  host: string
-  port: number
-  user: string
-  /** The client's OpenSSH private key: the run's key, or the one a restored snapshot was saved with. */
-  privateKey: string
-  /** The guest host key the harness generated and planted; no other key is accepted. */
-  hostKey: string
-}
+export type { SshEndpoint }
 
 export interface ExitInfo {
   exitCode: number | null
@@ -81,34 +70,26 @@ export interface PrepareOptions {
 
 /**
  * The contract every backend meets. Calls on a destroyed handle are errors; `stop` and
- * `destroy` are idempotent. An operation outside `features` throws UnsupportedError.
+ * `destroy` are idempotent. What a backend may lack (suspend, snapshots, keep) is in
+ * capabilities.ts, each capability an interface with a guard.
  */
 export interface Hypervisor {
   readonly name: BackendName
-  readonly features: ReadonlySet<Feature>
   /** Allocates everything the VM needs (overlay, seed, ports, run directory) without starting it. */
   prepare(spec: ResolvedSpec, options?: PrepareOptions): Promise<VmHandle>
   /** Starts the VM process; resolves once the backend controls it (not when the guest is ready). */
   start(vm: VmHandle, options?: { signal?: AbortSignal }): Promise<void>
   /** Asks the guest to power off, then forces it after `timeoutMs`. */
   stop(vm: VmHandle, timeoutMs: number): Promise<void>
-  suspend(vm: VmHandle): Promise<void>
-  resume(vm: VmHandle): Promise<void>
   /** Stops the VM at once and removes every resource it held. */
   destroy(vm: VmHandle): Promise<void>
   state(vm: VmHandle): Promise<VmState>
   /** The guest's own address on its network. */
   guestIp(vm: VmHandle): Promise<string>
+  /** Where the serial console is; `{ kind: 'none' }` where the backend has none. */
   consoleEndpoint(vm: VmHandle): ConsoleEndpoint
   /** The last lines the guest printed on its console (empty where there is no console). */
   consoleTail(vm: VmHandle, lines: number): Promise<string>
-  /** Saves the whole VM (memory, devices, disk) under `name`, replacing an earlier one of that name. */
-  snapshot(vm: VmHandle, name: string, options?: SnapshotOptions): Promise<SnapshotInfo>
-  /** Puts the VM back to the state saved under `name`; the guest's network connections do not survive. */
-  restore(vm: VmHandle, name: string, options?: { signal?: AbortSignal }): Promise<void>
-  listSnapshots(vm: VmHandle): Promise<SnapshotInfo[]>
-  /** Feature 'keep': leaves the VM running beyond this process for debugging (VMHARNESS_KEEP=on-failure). */
-  keep?(vm: VmHandle, reason: string): Promise<KeptVm>
 }
 
 /** "signal SIGKILL" or "exit code 1", plus the first lines of stderr when there are any. */

@@ -1,14 +1,15 @@
 import { chmod, copyFile, cp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { execa } from 'execa'
+import { PromiseCache } from '../common/promise-cache.js'
 import { ImageError } from '../errors.js'
-import { ContentHash } from '../host/content-hash.js'
+import { ContentHash } from '../common/content-hash.js'
 import { locateRequired } from '../host/requirements.js'
-import { packageRoot } from '../host/package-root.js'
+import { packageRoot } from '../common/package-root.js'
 import { debianSources } from './apt-sources.js'
 import type { BootableImage } from './bootable-image.js'
 import { cachedBuild } from './cached-build.js'
-import { lineSplitter } from '../host/line-splitter.js'
+import { lineSplitter } from '../common/line-splitter.js'
 
 const recipeVersion = '1'
 const suite = 'bookworm'
@@ -34,7 +35,7 @@ interface DebianManifest {
   builtAt: string
 }
 
-const resolved = new Map<string, Promise<BootableImage>>()
+const resolved = new PromiseCache<string, BootableImage>()
 
 /**
  * A Debian 12 guest built with mmdebstrap from the package mirror (systemd, openssh-server,
@@ -44,13 +45,7 @@ const resolved = new Map<string, Promise<BootableImage>>()
 export function debianImage(options: DebianImageOptions = {}): Promise<BootableImage> {
   const packages = checkPackages(options.packages ?? [])
   const key = JSON.stringify([packages, options.mirror ?? ''])
-  let image = resolved.get(key)
-  if (!image) {
-    image = buildOrReuseDebian({ ...options, packages })
-    resolved.set(key, image)
-    image.catch(() => resolved.delete(key))
-  }
-  return image
+  return resolved.get(key, () => buildOrReuseDebian({ ...options, packages }))
 }
 
 export function checkPackages(packages: unknown): string[] {

@@ -3,14 +3,15 @@ import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { execa } from 'execa'
+import { PromiseCache } from '../common/promise-cache.js'
 import { ImageError } from '../errors.js'
 import { kernelRelease } from '../host/guest-kernel.js'
 import { locateRequired } from '../host/requirements.js'
 import type { BootableImage } from './bootable-image.js'
 import { cachedBuild } from './cached-build.js'
-import { ContentHash } from '../host/content-hash.js'
+import { ContentHash } from '../common/content-hash.js'
 import { cpioArchive, type CpioEntry } from './cpio-newc.js'
-import { packageRoot } from '../host/package-root.js'
+import { packageRoot } from '../common/package-root.js'
 import { sharedLibraries } from './shared-libraries.js'
 
 const recipeVersion = '1'
@@ -41,7 +42,7 @@ interface TinyInputs {
   qemuImg: string
 }
 
-const resolved = new Map<string, Promise<BootableImage>>()
+const resolved = new PromiseCache<string, BootableImage>()
 
 /**
  * Builds (once per distinct input) and returns the tiny guest: Debian's cloud kernel, busybox,
@@ -49,13 +50,7 @@ const resolved = new Map<string, Promise<BootableImage>>()
  */
 export function tinyImage(options: { kernel?: string; signal?: AbortSignal; onProgress?: (line: string) => void } = {}): Promise<BootableImage> {
   const key = options.kernel ?? ''
-  let image = resolved.get(key)
-  if (!image) {
-    image = buildOrReuseTiny(options)
-    resolved.set(key, image)
-    image.catch(() => resolved.delete(key))
-  }
-  return image
+  return resolved.get(key, () => buildOrReuseTiny(options))
 }
 
 async function buildOrReuseTiny(options: { kernel?: string; signal?: AbortSignal; onProgress?: (line: string) => void }): Promise<BootableImage> {

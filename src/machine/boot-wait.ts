@@ -1,6 +1,6 @@
 import { BootTimeoutError, HypervisorError, isVmHarnessError } from '../errors.js'
 import { describeExit, type Hypervisor, type VmHandle } from '../hypervisor/hypervisor.js'
-import { SshSession, type SshTarget } from '../ssh/ssh-session.js'
+import { SshSession, type SshEndpoint } from '../ssh/ssh-session.js'
 import { waitForConsoleText } from './console-watch.js'
 
 export const defaultBootTimeoutMs = { kvm: 30_000, tcg: 120_000, none: 5_000 }
@@ -13,7 +13,7 @@ export const defaultBootTimeoutMs = { kvm: 30_000, tcg: 120_000, none: 5_000 }
 export async function waitForBoot(
   hypervisor: Hypervisor,
   vm: VmHandle,
-  target: SshTarget,
+  target: SshEndpoint,
   options: { timeoutMs: number; signal?: AbortSignal; onProgress?: (line: string) => void },
 ): Promise<SshSession> {
   let stage = 'process started'

@@ -1,5 +1,5 @@
 import { SpecError } from '../errors.js'
-import type { KeptVm } from '../host/kept-vms.js'
+import type { KeptVm } from '../hypervisor/keep/kept-vms.js'
 import type { SnapshotKind } from '../hypervisor/hypervisor.js'
 import { resolveSpec, type VmSpec } from '../spec/vm-spec.js'
 import { startFromGolden, type GoldenRecipe, type SetupFunction } from './golden.js'

@@ -2,12 +2,13 @@ import { statSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Readable } from 'node:stream'
 import { CommandError, HypervisorError, SpecError, SshError, UnsupportedError } from '../errors.js'
+import { canKeep, canSnapshot, canSuspend } from '../hypervisor/capabilities.js'
 import type { Hypervisor, SnapshotInfo, SnapshotOptions, VmHandle, VmState } from '../hypervisor/hypervisor.js'
 import { chooseBackend, hypervisorFor } from '../hypervisor/router.js'
 import type { VmSpec } from '../spec/vm-spec.js'
 import { resolveSpec } from '../spec/vm-spec.js'
-import type { KeptVm } from '../host/kept-vms.js'
-import { progressReporter, type ProgressReporter } from '../host/progress.js'
+import type { KeptVm } from '../hypervisor/keep/kept-vms.js'
+import { progressReporter, type ProgressReporter } from './progress.js'
 import { PortForward } from '../ssh/port-forward.js'
 import { copyFromGuest, copyToGuest, type CopySummary } from '../ssh/sftp-copy.js'
 import type { ExecOptions, ExecResult, SshSession } from '../ssh/ssh-session.js'
@@ -45,7 +46,8 @@ export interface CommandRecord {
 /** A started VM. `stop` and `destroy` may be called any number of times; `await using` destroys it. */
 export class Vm implements AsyncDisposable {
   readonly commands: CommandRecord[] = []
-  private destroyed = false
+  /** Set once the VM was destroyed or kept: this handle drives it no more. */
+  private relinquished = false
   private readonly forwards: PortForward[] = []
   /** Where the console log stood when the current state began (boot or restore): console waits read from here. */
   private consoleOffset = 0
@@ -71,7 +73,7 @@ export class Vm implements AsyncDisposable {
     try {
       await hypervisor.start(handle, options)
       let session: SshSession | undefined
-      if (hypervisor.features.has('ssh') && handle.ssh) {
+      if (handle.ssh) {
         session = handle.restoredFrom
           ? await reconnectAfterRestore(hypervisor, handle, options.signal)
           : await waitForBoot(hypervisor, handle, handle.ssh, { timeoutMs: resolved.bootTimeoutMs ?? defaultBootTimeoutMs[handle.accel], signal: options.signal, onProgress: options.onProgress })
@@ -167,7 +169,7 @@ export class Vm implements AsyncDisposable {
   console(options: { fromStart?: boolean } = {}): Readable {
     const logPath = this.consoleLogPath()
     if (!logPath) throw new UnsupportedError(this.hypervisor.name, 'console')
-    return followConsoleLog(logPath, options.fromStart ? 0 : fileSize(logPath), () => this.destroyed)
+    return followConsoleLog(logPath, options.fromStart ? 0 : fileSize(logPath), () => this.relinquished)
   }
 
   /** Copies a host file, or a directory tree, to `guestPath` (modes kept). */
@@ -208,13 +210,11 @@ export class Vm implements AsyncDisposable {
   }
 
   async suspend(): Promise<void> {
-    if (!this.hypervisor.features.has('suspend')) throw new UnsupportedError(this.hypervisor.name, 'suspend')
-    await this.hypervisor.suspend(this.handle)
+    await this.capable(canSuspend, 'suspend').suspend(this.handle)
   }
 
   async resume(): Promise<void> {
-    if (!this.hypervisor.features.has('suspend')) throw new UnsupportedError(this.hypervisor.name, 'resume')
-    await this.hypervisor.resume(this.handle)
+    await this.capable(canSuspend, 'resume').resume(this.handle)
   }
 
   state(): Promise<VmState> {
@@ -234,9 +234,9 @@ export class Vm implements AsyncDisposable {
    * writes a directory that `restoreFrom` can start any number of clones from.
    */
   async snapshot(name: string, options: SnapshotOptions = {}): Promise<SnapshotInfo> {
-    if (!this.hypervisor.features.has('snapshot')) throw new UnsupportedError(this.hypervisor.name, 'snapshot')
+    const hypervisor = this.capable(canSnapshot, 'snapshot')
     this.requireAlive('snapshot')
-    const info = await this.hypervisor.snapshot(this.handle, name, options)
+    const info = await hypervisor.snapshot(this.handle, name, options)
     // The guest was paused while it was saved, and its clock stood still meanwhile.
     if (this.session && !this.session.isClosed) await refreshGuest(this.session, this.name)
     return info
@@ -244,14 +244,14 @@ export class Vm implements AsyncDisposable {
 
   /** Puts the VM back to a snapshot, reconnects SSH and sets the guest clock from the host before returning. */
   async restore(name: string, options: { signal?: AbortSignal } = {}): Promise<void> {
-    if (!this.hypervisor.features.has('snapshot')) throw new UnsupportedError(this.hypervisor.name, 'restore')
+    const hypervisor = this.capable(canSnapshot, 'restore')
     this.requireAlive('restore')
     // An unknown name fails here with the VM untouched, so the old session is kept until the restore went ahead.
-    await this.hypervisor.restore(this.handle, name, options)
+    await hypervisor.restore(this.handle, name, options)
     this.session?.close()
     this.session = undefined
     this.markConsoleStart()
-    if (this.hypervisor.features.has('ssh')) this.session = await reconnectAfterRestore(this.hypervisor, this.handle, options.signal)
+    if (this.handle.ssh) this.session = await reconnectAfterRestore(this.hypervisor, this.handle, options.signal)
   }
 
   /**
@@ -259,35 +259,35 @@ export class Vm implements AsyncDisposable {
    * handle is finished with it (as after destroy). Needs VMHARNESS_KEEP=on-failure when it started.
    */
   async keep(reason: string): Promise<KeptVm> {
-    if (!this.hypervisor.features.has('keep') || !this.hypervisor.keep) throw new UnsupportedError(this.hypervisor.name, 'keep')
+    const hypervisor = this.capable(canKeep, 'keep')
     this.requireAlive('keep')
-    const kept = await this.hypervisor.keep(this.handle, reason)
-    await this.letGo()
+    const kept = await hypervisor.keep(this.handle, reason)
+    await this.relinquish()
     return kept
   }
 
-  listSnapshots(): Promise<SnapshotInfo[]> {
-    return this.hypervisor.listSnapshots(this.handle)
+  async listSnapshots(): Promise<SnapshotInfo[]> {
+    return this.capable(canSnapshot, 'listSnapshots').listSnapshots(this.handle)
   }
 
   /** Powers the guest off (ACPI), forcing it after `timeoutMs`. */
   async stop(timeoutMs = 10_000): Promise<void> {
     this.session?.close()
     this.session = undefined
-    if (this.destroyed) return
+    if (this.relinquished) return
     await this.hypervisor.stop(this.handle, timeoutMs)
   }
 
   /** Stops the VM at once and removes its overlay, sockets, logs and run directory. */
   async destroy(): Promise<void> {
-    if (this.destroyed) return
-    await this.letGo()
+    if (this.relinquished) return
+    await this.relinquish()
     await this.hypervisor.destroy(this.handle)
   }
 
-  /** Ends this handle's hold on the VM (destroyed or kept): its SSH session and port forwards. */
-  private async letGo(): Promise<void> {
-    this.destroyed = true
+  /** Gives up this handle's hold on the VM (destroyed or kept): its SSH session and port forwards. */
+  private async relinquish(): Promise<void> {
+    this.relinquished = true
     this.session?.close()
     this.session = undefined
     await Promise.all(this.forwards.splice(0).map((forward) => forward.close()))
@@ -298,7 +298,6 @@ export class Vm implements AsyncDisposable {
   }
 
   private consoleLogPath(): string | undefined {
-    if (!this.hypervisor.features.has('console')) return undefined
     const endpoint = this.hypervisor.consoleEndpoint(this.handle)
     return endpoint.kind === 'unix-socket' ? endpoint.logPath : undefined
   }
@@ -312,13 +311,19 @@ export class Vm implements AsyncDisposable {
     return { name: this.name, exec: (command, options) => this.exec(command, options), consoleLogPath: () => this.consoleLogPath() }
   }
 
+  /** The backend, seen through a capability guard; an UnsupportedError naming `operation` when it lacks that capability. */
+  private capable<H extends Hypervisor>(guard: (hypervisor: Hypervisor) => hypervisor is H, operation: string): H {
+    if (!guard(this.hypervisor)) throw new UnsupportedError(this.hypervisor.name, operation)
+    return this.hypervisor
+  }
+
   private requireAlive(operation: string): void {
-    if (this.destroyed) throw new HypervisorError(`cannot ${operation}: the VM was destroyed`, { vm: this.name })
+    if (this.relinquished) throw new HypervisorError(`cannot ${operation}: the VM was destroyed`, { vm: this.name })
   }
 
   private requireSession(operation: string): SshSession {
-    if (!this.hypervisor.features.has('ssh')) throw new UnsupportedError(this.hypervisor.name, operation)
-    if (this.destroyed) throw new HypervisorError(`cannot ${operation}: the VM was destroyed`, { vm: this.name })
+    if (!this.handle.ssh) throw new UnsupportedError(this.hypervisor.name, operation)
+    if (this.relinquished) throw new HypervisorError(`cannot ${operation}: the VM was destroyed`, { vm: this.name })
     if (this.session?.isClosed) {
       throw new SshError(`cannot ${operation}: the connection to the guest was lost (its sshd or network went away, or the VM stopped); a restore reconnects`, this.session.endpoint)
     }

@@ -5,14 +5,17 @@ import pRetry, { AbortError } from 'p-retry'
 import ssh2 from 'ssh2'
 import type { ClientChannel, SFTPWrapper } from 'ssh2'
 import { HostKeyMismatchError, SshError } from '../errors.js'
+import type { ExecResult } from './exec-result.js'
 import { publicKeyBlob } from './keys.js'
 
-export interface SshTarget {
+/** Where and as whom a guest's sshd is reached, and the one host key it may present. */
+export interface SshEndpoint {
   host: string
   port: number
   user: string
+  /** The client's OpenSSH private key: the run's key, or the one a restored snapshot was saved with. */
   privateKey: string
-  /** The pinned `ssh-ed25519 AAAA…` host key; any other key is refused. */
+  /** The guest host key (`ssh-ed25519 AAAA…`) the harness generated and planted; any other key is refused. */
   hostKey: string
 }
 
@@ -41,13 +44,7 @@ export interface ExecOptions {
   onStderr?: (chunk: Buffer) => void
 }
 
-export interface ExecResult {
-  command: string
-  stdout: string
-  stderr: string
-  exitCode: number | null
-  signal: string | null
-}
+export type { ExecResult }
 
 /**
  * dropbear refuses some exec requests ("Unable to exec") when channels open and close quickly
@@ -74,7 +71,7 @@ export class SshSession {
     })
   }
 
-  static async connect(target: SshTarget, options: ConnectOptions): Promise<SshSession> {
+  static async connect(target: SshEndpoint, options: ConnectOptions): Promise<SshSession> {
     const endpoint = `${target.user}@${target.host}:${target.port}`
     const deadline = Date.now() + options.timeoutMs
     let attempts = 0
@@ -204,7 +201,7 @@ class ExecRefused extends Error {
  * `bannerTimeoutMs`, then the SSH handshake with the time left. A handshake in progress is never
  * cut short: each abandoned connection can hold one of dropbear's five pre-auth slots for minutes.
  */
-async function connectOnce(target: SshTarget, endpoint: string, limits: { bannerTimeoutMs: number; deadline: number; signal?: AbortSignal }): Promise<ssh2.Client> {
+async function connectOnce(target: SshEndpoint, endpoint: string, limits: { bannerTimeoutMs: number; deadline: number; signal?: AbortSignal }): Promise<ssh2.Client> {
   const remaining = () => Math.max(1, limits.deadline - Date.now())
   const bannerWindow = Math.min(limits.bannerTimeoutMs, remaining())
   const socket = await openToBanner(target.host, target.port, bannerWindow, limits.signal).catch((error: Error) => {

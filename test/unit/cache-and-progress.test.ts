@@ -5,7 +5,7 @@ import { execa } from 'execa'
 import { describe, expect, it } from 'vitest'
 import { cachedBuild } from '../../src/images/cached-build.js'
 import { listCacheEntries, pruneCache } from '../../src/host/cache-entries.js'
-import { progressReporter } from '../../src/host/progress.js'
+import { progressReporter } from '../../src/machine/progress.js'
 import { ensureGolden } from '../../src/snapshots/golden-store.js'
 import { useTemporaryCache } from '../helpers/temporary-cache.js'
 

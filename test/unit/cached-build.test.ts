@@ -2,7 +2,7 @@ import { readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { useTemporaryCache } from '../helpers/temporary-cache.js'
-import { ContentHash } from '../../src/host/content-hash.js'
+import { ContentHash } from '../../src/common/content-hash.js'
 import { cachedBuild } from '../../src/images/cached-build.js'
 
 describe('cachedBuild', () => {

@@ -3,7 +3,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { HypervisorError, SnapshotError } from '../../errors.js'
 import type { ResolvedSpec } from '../../spec/vm-spec.js'
-import type { ConsoleEndpoint, ExitInfo, Feature, Hypervisor, SnapshotInfo, SnapshotOptions, VmHandle, VmState, VmStatus } from '../hypervisor.js'
+import type { Snapshotting, Suspending } from '../capabilities.js'
+import type { ConsoleEndpoint, ExitInfo, Hypervisor, SnapshotInfo, SnapshotOptions, VmHandle, VmState, VmStatus } from '../hypervisor.js'
 
 /** Stands for everything inside a guest: tests of the layers above write to it and check that a restore brings it back. */
 export type NoopGuestState = Record<string, string>
@@ -21,9 +22,8 @@ const externalStateFile = 'noop-state.json'
  * An in-memory backend for unit tests of the layers above: it keeps lifecycle state and
  * enforces the same transitions as a real backend, but runs nothing and offers no SSH.
  */
-export class NoopHypervisor implements Hypervisor {
+export class NoopHypervisor implements Hypervisor, Suspending, Snapshotting {
   readonly name = 'noop' as const
-  readonly features: ReadonlySet<Feature> = new Set<Feature>(['suspend', 'snapshot'])
   private readonly vms = new Map<string, NoopVm>()
   /** Every call, in order, for assertions. */
   readonly calls: string[] = []
@@ -71,7 +71,7 @@ export class NoopHypervisor implements Hypervisor {
   }
 
   async guestIp(vm: VmHandle): Promise<string> {
-    this.require(vm)
+    this.lookUp(vm)
     return '192.0.2.1'
   }
 
@@ -85,7 +85,7 @@ export class NoopHypervisor implements Hypervisor {
 
   async snapshot(vm: VmHandle, name: string, options: SnapshotOptions = {}): Promise<SnapshotInfo> {
     this.calls.push(`snapshot ${vm.name} ${name}`)
-    const record = this.require(vm)
+    const record = this.lookUp(vm)
     const kind = options.kind ?? 'internal'
     const path = kind === 'external' ? (options.dir ?? `/noop/${vm.id}/${name}`) : undefined
     if (kind === 'external' && options.dir) {
@@ -99,7 +99,7 @@ export class NoopHypervisor implements Hypervisor {
 
   async restore(vm: VmHandle, name: string): Promise<void> {
     this.calls.push(`restore ${vm.name} ${name}`)
-    const record = this.require(vm)
+    const record = this.lookUp(vm)
     const snapshot = record.snapshots.get(name)
     if (!snapshot) throw new SnapshotError('no such snapshot in this VM', name, { vm: vm.name })
     record.guest = { ...snapshot.guest }
@@ -107,12 +107,12 @@ export class NoopHypervisor implements Hypervisor {
   }
 
   async listSnapshots(vm: VmHandle): Promise<SnapshotInfo[]> {
-    return [...this.require(vm).snapshots.values()].map((snapshot) => snapshot.info)
+    return [...this.lookUp(vm).snapshots.values()].map((snapshot) => snapshot.info)
   }
 
   /** The stand-in for the guest's contents, for tests to change and inspect. */
   guestState(vm: VmHandle): NoopGuestState {
-    return this.require(vm).guest
+    return this.lookUp(vm).guest
   }
 
   /** How many VMs it holds now (not destroyed). */
@@ -122,12 +122,12 @@ export class NoopHypervisor implements Hypervisor {
 
   private transition(vm: VmHandle, operation: string, from: VmStatus[], to: VmStatus): void {
     this.calls.push(`${operation} ${vm.name}`)
-    const record = this.require(vm)
+    const record = this.lookUp(vm)
     if (!from.includes(record.status)) throw new HypervisorError(`cannot ${operation} while ${record.status}`, { vm: vm.name })
     record.status = to
   }
 
-  private require(vm: VmHandle): NoopVm {
+  private lookUp(vm: VmHandle): NoopVm {
     const record = this.vms.get(vm.id)
     if (!record) throw new HypervisorError('was destroyed, or was not prepared by this backend', { vm: vm.name })
     return record

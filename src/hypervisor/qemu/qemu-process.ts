@@ -17,7 +17,8 @@ export interface QemuProcess {
   markRequested(): void
   /** Whether it was started able to outlive this process. */
   readonly detached: boolean
-  forget(): void
+  /** This process no longer waits for it, so can exit while it runs on (a kept VM). */
+  unref(): void
 }
 
 export interface SpawnOptions {
@@ -80,8 +81,7 @@ export async function spawnQemu(setpriv: string, qemu: string, argv: string[], v
       subprocess.kill(signal)
     },
     detached: options.detached === true,
-    forget() {
-      // A kept VM: this process stops waiting for it, so it can exit while QEMU runs on.
+    unref() {
       subprocess.unref()
     },
   }

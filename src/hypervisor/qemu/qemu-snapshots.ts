@@ -5,7 +5,7 @@ import { execa } from 'execa'
 import { SnapshotError } from '../../errors.js'
 import type { SnapshotInfo } from '../hypervisor.js'
 import { migrateToFile } from './migration-file.js'
-import type { QemuVm } from './qemu-hypervisor.js'
+import type { QemuVm } from './qemu-vm.js'
 import type { QmpClient } from './qmp-client.js'
 import { runJob } from './qmp-jobs.js'
 import { savedStateFiles, writeSavedStateMeta } from './saved-state.js'
@@ -65,8 +65,8 @@ export async function saveExternalSnapshot(
   try {
     if (running) await qmp.execute('stop')
     const frozen = record.launch.disk
-    const top = join(record.dir, `disk-${++record.serial}.qcow2`)
-    const topNode = `disk${record.serial}`
+    const top = join(record.dir, `disk-${++record.lastFileNumber}.qcow2`)
+    const topNode = `disk${record.lastFileNumber}`
     await qmp.execute('blockdev-snapshot-sync', { 'node-name': record.diskNode, 'snapshot-file': top, 'snapshot-node-name': topNode, format: 'qcow2' })
     record.launch.disk = top
     record.diskNode = topNode

@@ -1,7 +1,8 @@
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { PromiseCache } from '../../common/promise-cache.js'
 import { SnapshotError, SnapshotMismatchError } from '../../errors.js'
-import { fileSha256 } from '../../host/content-hash.js'
+import { fileSha256 } from '../../common/content-hash.js'
 import { buildQemuArgv, type QemuLaunch } from './qemu-argv.js'
 
 /**
@@ -102,7 +103,7 @@ export async function readSavedState(dir: string): Promise<SavedState> {
   return { dir, meta, clientKey }
 }
 
-const verified = new Map<string, Promise<void>>()
+const verified = new PromiseCache<string, void>()
 
 /**
  * Compares the RAM state and frozen disk with the hashes taken when they were saved. Bytes
@@ -117,15 +118,11 @@ async function verifyContents(dir: string, meta: SavedStateMeta): Promise<void> 
     const path = join(dir, file)
     const info = await stat(path)
     const key = `${path}:${info.size}:${info.mtimeMs}`
-    let check = verified.get(key)
-    if (!check) {
-      check = fileSha256(path).then((actual) => {
+    await verified.get(key, () =>
+      fileSha256(path).then((actual) => {
         if (actual !== expected) throw new SnapshotError(`${file} in ${dir} does not match the hash taken when it was saved (damaged): save it again`, meta.name)
-      })
-      verified.set(key, check)
-      check.catch(() => verified.delete(key))
-    }
-    await check
+      }),
+    )
   }
 }
 

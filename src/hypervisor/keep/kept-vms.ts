@@ -1,8 +1,8 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { HostError } from '../errors.js'
-import { processIsAlive } from './process-alive.js'
-import { processStartTicks, runsRoot } from './run-dir.js'
+import { HostError } from '../../errors.js'
+import { processIsAlive } from '../../host/process-alive.js'
+import { processStartTicks, runsRoot } from '../../host/run-dir.js'
 
 /** A VM left running for a person to look into, as `vmharness ssh` finds it. */
 export interface KeptVm {

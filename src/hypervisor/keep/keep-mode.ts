@@ -1,4 +1,4 @@
-import { SpecError } from '../errors.js'
+import { SpecError } from '../../errors.js'
 
 export type KeepMode = 'never' | 'on-failure'
 
