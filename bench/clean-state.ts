@@ -1,8 +1,10 @@
 // A suite of state-mutating tests run several ways on the tiny guest: a reboot per test, rollback
 // per test (internal snapshot, external snapshot, warm pools) and one shared VM with no isolation.
 // Modes take turns in chunks of tests, so the machine's noise falls on all of them alike.
+import { availableParallelism } from 'node:os'
 import { QemuHypervisor } from '../src/hypervisor/qemu/qemu-hypervisor.js'
-import { CleanMachine, defaultPoolSize, type MachineConfig } from '../src/machine/clean-machine.js'
+import { CleanMachine, type MachineConfig } from '../src/machine/clean-machine.js'
+import { defaultPoolSize } from '../src/machine/pool-size.js'
 import type { StartOptions, Vm } from '../src/machine/vm.js'
 import { median } from './stats.js'
 
@@ -103,7 +105,8 @@ function printRatios(tallies: Map<string, Tally>): void {
   const seconds = (ms: number) => (ms / 1000).toFixed(2)
   const get = (name: string) => tallies.get(name) as Tally
   const reboot = get('reboot per test').totalMs
-  const defaultPool = `rollback, warm pool of ${defaultPoolSize}`
+  const poolSize = defaultPoolSize({ cores: availableParallelism(), accel: 'tcg', guestCpus: 1 })
+  const defaultPool = `rollback, warm pool of ${poolSize}`
   const pool = get(defaultPool).totalMs
   const shared = get('one shared VM, no isolation').totalMs
   const internal = get('rollback, internal snapshot, no pool')
@@ -111,7 +114,7 @@ function printRatios(tallies: Map<string, Tally>): void {
   const external = get('rollback, external snapshot, no pool')
   const clones = get('rollback, warm pool of 2, fresh clones')
   console.log('')
-  console.log(`with the default pool (${defaultPoolSize}):`)
+  console.log(`with the default pool (${poolSize}):`)
   console.log(`reboot per test / warm pool: ${(reboot / pool).toFixed(1)}x faster (goal >= 20x)`)
   console.log(`warm pool / no isolation: ${(pool / shared).toFixed(2)}x (goal <= 1.2x)`)
   console.log(`per-test overhead with the pool, median: ${seconds(median(get(defaultPool).overheadMs.slice(1)))} s (goal <= 0.10 s)`)
