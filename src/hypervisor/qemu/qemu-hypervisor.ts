@@ -86,7 +86,7 @@ export class QemuHypervisor implements Hypervisor {
 
   async prepare(spec: ResolvedSpec, options: PrepareOptions = {}): Promise<VmHandle> {
     if (spec.restoreFrom) return this.prepareClone(spec, spec.restoreFrom)
-    const { qemu } = await this.hostTools()
+    const { qemu, diskIo } = await this.hostTools()
     const image = await resolveImage(spec, options)
     const accel = await chooseAccelerator(spec.accel, async () => acceleratorVerdict({ qemu, kernel: image.kernel ?? (await findGuestKernel()) }))
     const id = randomBytes(4).toString('hex')
@@ -108,6 +108,7 @@ export class QemuHypervisor implements Hypervisor {
         kernelArgs: [...image.kernelArgs, ...machineKernelArgs(spec, accel), ...spec.kernelArgs],
         disk: overlay,
         seedIso,
+        diskIo,
       })
       const ssh: SshEndpoint = { host: '127.0.0.1', port: 0, user: image.sshUser, privateKey: clientKey.privateKey, hostKey: hostKey.publicKey }
       return this.register(id, spec, { dir, launch, ssh, diskBacking: image.disk }, { readyMarker: image.readyMarker, failureMarker: image.failureMarker, readyCommand: image.readyCommand })
