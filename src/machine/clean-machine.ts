@@ -71,8 +71,9 @@ export class CleanMachine {
     if (poolSize !== undefined && (!Number.isInteger(poolSize) || poolSize < 0 || poolSize > 16)) throw new SpecError(`must be a whole number from 0 to 16, got ${String(poolSize)}`, `machines.${name}.pool`)
   }
 
-  /** The warm pool's size: the config's, or once the first VM has shown its accelerator, the host's default; undefined before. */
+  /** The warm pool's size: 0 without snapshot rollback, else the config's, or once the first VM has shown its accelerator, the host's default; undefined before. */
   get poolSize(): number | undefined {
+    if (this.rollback !== 'snapshot') return 0
     return this.config.pool ?? this.chosenPoolSize
   }
 
