@@ -2,7 +2,9 @@ import { SpecError } from '../errors.js'
 import type { KeptVm } from '../hypervisor/keep/kept-vms.js'
 import type { SnapshotKind } from '../hypervisor/hypervisor.js'
 import { resolveSpec, type VmSpec } from '../spec/vm-spec.js'
+import { availableParallelism } from 'node:os'
 import { startFromGolden, type GoldenRecipe, type SetupFunction } from './golden.js'
+import { defaultPoolSize } from './pool-size.js'
 import { Vm, type StartOptions } from './vm.js'
 import { WarmPool } from './warm-pool.js'
 
@@ -19,7 +21,10 @@ export interface MachineConfig extends VmSpec {
    * none: the same VM throughout, changes kept.
    */
   rollback?: RollbackMode
-  /** Clean VMs restored ahead in the background (snapshot rollback); 0 turns the pool off. */
+  /**
+   * Clean VMs restored ahead in the background (snapshot rollback); 0 turns the pool off. Default:
+   * chosen from the host's cores, the accelerator and the VM's vCPUs (see `defaultPoolSize`).
+   */
   pool?: number
   /**
    * How a used VM gets back to the golden state: 'internal' reloads it in its own process (with a
@@ -28,7 +33,6 @@ export interface MachineConfig extends VmSpec {
   snapshotKind?: SnapshotKind
 }
 
-export const defaultPoolSize = 2
 // Measured with bench/clean-state.ts: reloading in the same process beats starting a clone, both
 // in a test's wait without a pool and in the CPU a pool spends per clean VM.
 export const defaultSnapshotKind: SnapshotKind = 'internal'
@@ -43,6 +47,7 @@ export class CleanMachine {
   private handedOut = false
   private started = false
   private pool: WarmPool | undefined
+  private chosenPoolSize: number | undefined
   private goldenDir: string | undefined
   private readonly retiring = new Set<Promise<void>>()
   readonly rollback: RollbackMode
@@ -62,16 +67,14 @@ export class CleanMachine {
   ) {
     this.rollback = checkChoice(config.rollback ?? 'snapshot', 'rollback', ['snapshot', 'reboot', 'none'])
     this.snapshotKind = checkChoice(config.snapshotKind ?? defaultSnapshotKind, 'snapshotKind', ['internal', 'external'])
-    const poolSize = config.pool ?? defaultPoolSize
-    if (!Number.isInteger(poolSize) || poolSize < 0 || poolSize > 16) throw new SpecError(`must be a whole number from 0 to 16, got ${String(poolSize)}`, `machines.${name}.pool`)
-    if (this.rollback === 'snapshot' && poolSize > 0) {
-      this.pool = new WarmPool({
-        size: poolSize,
-        memoryMiB: resolveSpec(this.spec()).memory,
-        start: () => this.cleanClone(),
-        recycle: this.reloadsInPlace ? (vm) => this.reload(vm) : undefined,
-      })
-    }
+    const poolSize = config.pool
+    if (poolSize !== undefined && (!Number.isInteger(poolSize) || poolSize < 0 || poolSize > 16)) throw new SpecError(`must be a whole number from 0 to 16, got ${String(poolSize)}`, `machines.${name}.pool`)
+  }
+
+  /** The warm pool's size: 0 without snapshot rollback, else the config's, or once the first VM has shown its accelerator, the host's default; undefined before. */
+  get poolSize(): number | undefined {
+    if (this.rollback !== 'snapshot') return 0
+    return this.config.pool ?? this.chosenPoolSize
   }
 
   /** A VM in the clean state, ready for one test. */
@@ -115,9 +118,24 @@ export class CleanMachine {
     const { vm, entry, built } = await startFromGolden(this.recipe(), options)
     this.goldenBuilt = built
     this.goldenDir = entry.snapshotDir
+    this.pool = this.makePool(vm)
     if (this.reloadsInPlace && !this.pool) await vm.snapshot(cleanTag)
     this.pool?.fill()
     return vm
+  }
+
+  /** The pool is made once the first VM runs: the default size depends on its accelerator. */
+  private makePool(first: Vm): WarmPool | undefined {
+    const spec = resolveSpec(this.spec())
+    this.chosenPoolSize = defaultPoolSize({ cores: availableParallelism(), accel: first.handle.accel, guestCpus: spec.cpus })
+    const size = this.poolSize ?? 0
+    if (this.rollback !== 'snapshot' || size === 0) return undefined
+    return new WarmPool({
+      size,
+      memoryMiB: spec.memory,
+      start: () => this.cleanClone(),
+      recycle: this.reloadsInPlace ? (vm) => this.reload(vm) : undefined,
+    })
   }
 
   private async nextClean(used: Vm | undefined, options: StartOptions): Promise<Vm> {

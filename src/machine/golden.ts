@@ -1,7 +1,10 @@
-import { stat } from 'node:fs/promises'
 import { SnapshotError } from '../errors.js'
 import { ContentHash } from '../common/content-hash.js'
+import { harnessCodeDigest } from '../common/harness-code.js'
 import { harnessVersion } from '../common/harness-version.js'
+import { memoizedFileSha256 } from '../host/file-digest.js'
+import { qemuIdentity } from '../host/qemu-identity.js'
+import { locateRequired } from '../host/requirements.js'
 import { chooseBackend } from '../hypervisor/router.js'
 import { resolveImage } from '../images/resolve-image.js'
 import { discardGolden, ensureGolden, type GoldenEntry } from '../snapshots/golden-store.js'
@@ -25,8 +28,9 @@ export interface GoldenResult {
 }
 
 /**
- * The golden snapshot of a recipe: from the cache when an entry for the same image, spec, setup
- * and harness version exists, else booted, set up and saved now (the builder VM is handed back).
+ * The golden snapshot of a recipe: from the cache when an entry with the same key exists (see
+ * GoldenKeyInputs: harness code, hypervisor binary, image contents and kernel line, spec, setup
+ * source and setupKey), else booted, set up and saved now (the builder VM is handed back).
  */
 export async function goldenSnapshot(recipe: GoldenRecipe, options: StartOptions = {}): Promise<GoldenResult> {
   const resolved = resolveSpec(recipe.spec)
@@ -71,22 +75,57 @@ export async function startFromGolden(recipe: GoldenRecipe, options: StartOption
   }
 }
 
-async function goldenKey(spec: ResolvedSpec, backend: string, recipe: GoldenRecipe, options: StartOptions): Promise<string> {
+/** Everything a golden snapshot's saved state depends on: a change to any of them gives another key. */
+export interface GoldenKeyInputs {
+  /** Content hash of the running harness code and its image recipes (harnessCodeDigest). */
+  harnessCode: string
+  backend: string
+  /** The resolved spec; its name, restoreFrom and boot timeout are left out (they do not shape the state). */
+  spec: ResolvedSpec
+  /** The setup function's source text. */
+  setupSource: string
+  setupKey: string
+  /** What identifies the hypervisor binary (qemuIdentity); empty for the no-op backend. */
+  hypervisorBinary: string
+  /** sha256 of each image file that exists: disk, kernel, initrd. */
+  imageFiles: { disk?: string; kernel?: string; initrd?: string }
+  /** The image's own kernel line (the spec's additions are in the spec). */
+  imageKernelArgs: string[]
+}
+
+/** The golden snapshot's cache key: a short sha256 over all its inputs. */
+export function goldenKeyOf(inputs: GoldenKeyInputs): string {
   const hash = new ContentHash()
-    .text('version', harnessVersion())
-    .text('backend', backend)
-    .text('spec', JSON.stringify({ ...spec, name: undefined, restoreFrom: undefined, bootTimeoutMs: undefined }))
-    .text('setup', recipe.setup ? recipe.setup.toString() : '')
-    .text('setupKey', recipe.setupKey ?? '')
+    .text('harnessCode', inputs.harnessCode)
+    .text('backend', inputs.backend)
+    .text('spec', JSON.stringify({ ...inputs.spec, name: undefined, restoreFrom: undefined, bootTimeoutMs: undefined }))
+    .text('setup', inputs.setupSource)
+    .text('setupKey', inputs.setupKey)
+    .text('hypervisorBinary', inputs.hypervisorBinary)
+  for (const part of ['disk', 'kernel', 'initrd'] as const) hash.text(part, inputs.imageFiles[part] ?? '')
+  // How the image boots (its kernel line) shapes the saved state as much as its files do.
+  return hash.text('imageKernelArgs', inputs.imageKernelArgs.join(' ')).digest()
+}
+
+async function goldenKey(spec: ResolvedSpec, backend: string, recipe: GoldenRecipe, options: StartOptions): Promise<string> {
+  const inputs: GoldenKeyInputs = {
+    harnessCode: await harnessCodeDigest(),
+    backend,
+    spec,
+    setupSource: recipe.setup ? recipe.setup.toString() : '',
+    setupKey: recipe.setupKey ?? '',
+    hypervisorBinary: '',
+    imageFiles: {},
+    imageKernelArgs: [],
+  }
   if (backend !== 'noop') {
     const image = await resolveImage(spec, options)
-    for (const [part, path] of Object.entries({ disk: image.disk, kernel: image.kernel, initrd: image.initrd })) {
-      if (!path) continue
-      const info = await stat(path)
-      hash.text(part, `${path}\0${info.size}\0${info.mtimeMs}`)
+    for (const part of ['disk', 'kernel', 'initrd'] as const) {
+      const path = image[part]
+      if (path) inputs.imageFiles[part] = await memoizedFileSha256(path)
     }
-    // How the image boots (its kernel line) shapes the saved state as much as its files do.
-    hash.text('imageKernelArgs', image.kernelArgs.join(' '))
+    inputs.imageKernelArgs = image.kernelArgs
+    if (backend === 'qemu') inputs.hypervisorBinary = await qemuIdentity(await locateRequired('qemu-system'))
   }
-  return hash.digest()
+  return goldenKeyOf(inputs)
 }

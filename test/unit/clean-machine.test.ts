@@ -86,6 +86,30 @@ describe('CleanMachine over the no-op backend', () => {
     expect(hypervisor.liveCount).toBe(0)
   })
 
+  it('without a pool in the config, the size comes from the host once the first VM shows its accelerator', async () => {
+    const hypervisor = new NoopHypervisor()
+    const defaulted = machine(hypervisor, {})
+    expect(defaulted.poolSize).toBeUndefined()
+    const vm = await defaulted.acquire()
+    // The no-op backend's VMs cost nothing (accelerator 'none'): the full default.
+    expect(defaulted.poolSize).toBe(2)
+    defaulted.release(vm)
+    expect(await defaulted.acquire()).not.toBe(vm)
+    await defaulted.close()
+    const clones = () => hypervisor.calls.filter((call) => call === 'prepare m from snapshot').length
+    // A recycling pool of 2 keeps 2 clean clones beside the one in use.
+    expect(clones()).toBe(3)
+    hypervisor.calls.length = 0
+    const off = machine(hypervisor, { pool: 0 })
+    const first = await off.acquire()
+    off.release(first)
+    expect(await off.acquire()).toBe(first)
+    expect(off.poolSize).toBe(0)
+    expect(clones()).toBe(0)
+    await off.close()
+    expect(hypervisor.liveCount).toBe(0)
+  })
+
   it('warm pool with external snapshots: every test gets a fresh clone and the used one is retired', async () => {
     const hypervisor = new NoopHypervisor()
     const m = machine(hypervisor, { pool: 2, snapshotKind: 'external' })

@@ -45,6 +45,7 @@ export async function prepareBoot(spec: ResolvedSpec, options: PrepareOptions, t
       kernelArgs: [...image.kernelArgs, ...machineKernelArgs(spec, accel), ...spec.kernelArgs],
       disk: overlay,
       seedIso,
+      diskIo: tools.diskIo,
     })
     const ssh: SshEndpoint = { host: '127.0.0.1', port: 0, user: image.sshUser, privateKey: clientKey.privateKey, hostKey: hostKey.publicKey }
     return newQemuVm(id, spec, { dir, launch, ssh, diskBacking: image.disk }, { readyMarker: image.readyMarker, failureMarker: image.failureMarker, readyCommand: image.readyCommand })
