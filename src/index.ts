@@ -1,6 +1,6 @@
 export { Vm, type StartOptions, type CommandRecord } from './machine/vm.js'
 export { resolveSpec, type VmSpec, type ResolvedSpec, type ImageFiles, type AcceleratorChoice, type MachineType, type BackendName } from './spec/vm-spec.js'
-export type { Hypervisor, VmHandle, VmState, VmStatus, Feature, ConsoleEndpoint, SshEndpoint, ExitInfo } from './hypervisor/hypervisor.js'
+export type { Hypervisor, VmHandle, VmState, VmStatus, Feature, ConsoleEndpoint, SshEndpoint, ExitInfo, StopMethod } from './hypervisor/hypervisor.js'
 export { QemuHypervisor, type QemuHypervisorOptions } from './hypervisor/qemu/qemu-hypervisor.js'
 export type { DiskIoMode } from './hypervisor/qemu/disk-io.js'
 export { NoopHypervisor } from './hypervisor/noop/noop-hypervisor.js'

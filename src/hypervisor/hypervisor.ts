@@ -30,8 +30,16 @@ export interface ExitInfo {
   signal: string | null
   /** Whether the harness asked for the exit (stop/destroy) rather than the VM ending by itself. */
   requested: boolean
+  /**
+   * How a requested stop ended: 'powerdown' when the process ended before the harness sent any
+   * signal (the guest powered off through ACPI), else the last signal it sent. Undefined when the
+   * VM ended by itself.
+   */
+  stopMethod?: StopMethod
   stderr: string
 }
+
+export type StopMethod = 'powerdown' | 'sigterm' | 'sigkill'
 
 export interface VmHandle {
   readonly id: string
