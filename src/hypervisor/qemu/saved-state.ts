@@ -2,6 +2,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { SnapshotError, SnapshotMismatchError } from '../../errors.js'
 import { fileSha256 } from '../../host/content-hash.js'
+import { assertPrivateFile } from '../../host/private-file.js'
 import { buildQemuArgv, type QemuLaunch } from './qemu-argv.js'
 
 /**
@@ -97,7 +98,9 @@ export async function readSavedState(dir: string): Promise<SavedState> {
     }
   }
   await verifyContents(dir, meta)
-  const clientKey = await readFile(join(dir, savedStateFiles.clientKey), 'utf8').catch(() => '')
+  const keyPath = join(dir, savedStateFiles.clientKey)
+  await assertPrivateFile(keyPath, 'the saved client key', `remove ${dir} and save the snapshot again`)
+  const clientKey = await readFile(keyPath, 'utf8').catch(() => '')
   if (!clientKey) throw new SnapshotError(`${dir} lacks its client key: save it again`, meta.name)
   return { dir, meta, clientKey }
 }
