@@ -52,7 +52,7 @@ export interface VmHandle {
   readonly readyMarker: string | undefined
   /** A line the guest prints when it cannot become ready, if its image has one. */
   readonly failureMarker: string | undefined
-  /** A command that returns once a freshly booted guest has finished booting (SSH can come earlier). */
+  /** A command that returns once a freshly booted guest has finished booting (SSH can come earlier); non-zero: the boot failed, its output says why. */
   readonly readyCommand?: string
   readonly accel: 'kvm' | 'tcg' | 'none'
   /** The external snapshot this VM starts from instead of booting (`spec.restoreFrom`). */
