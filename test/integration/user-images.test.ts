@@ -8,6 +8,7 @@ import { SpecError } from '../../src/errors.js'
 import { tinyImage } from '../../src/images/tiny-image.js'
 import { Vm } from '../../src/machine/vm.js'
 import { buildBootableDisk, missingDiskTools } from '../helpers/bootable-disk.js'
+import { skipBecause } from '../helpers/skip.js'
 
 // A directory name a shell would mangle, and commas that QEMU options would split on. Its quotes
 // pair up, so a shell given it bare or in double quotes would parse it and run both commands: the
@@ -62,7 +63,7 @@ describe('bring your own image', () => {
 
   it('boots a disk with its own bootloader through the firmware, cloud-image style, never writing it', async (context) => {
     const missing = await missingDiskTools()
-    if (missing.length > 0) context.skip(`building a bootable disk needs ${missing.join(', ')} (test-only packages: syslinux syslinux-common mtools dosfstools)`)
+    if (missing) skipBecause(context, missing)
     const disk = join(hostile, 'cloud.qcow2')
     await buildBootableDisk(await mkdtemp(join(scratch, 'build-')), disk)
     const before = await fingerprint(disk)
