@@ -1,4 +1,4 @@
-import { copyFile, lstat, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { copyFile, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
@@ -46,7 +46,7 @@ describe('the packed package, installed the way a user installs it', () => {
   it('a fresh project that installed the tarball runs a suite importing only vmharness and vmharness/vitest', async () => {
     const tarball = await pack()
     const project = join(scratch, 'project')
-    await execa('mkdir', [project])
+    await mkdir(project)
     await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'user-project', private: true, type: 'module' }))
     const vitestVersion = (JSON.parse(await readFile(join(repo, 'node_modules/vitest/package.json'), 'utf8')) as { version: string }).version
     // From npm's cache when it can; no install scripts (ssh2's optional native cpu-features build is slow and not needed).
