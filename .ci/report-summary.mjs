@@ -1,5 +1,7 @@
-// Prints the closing "N passed, N failed" line from vitest's JSON report, for CI to read.
+// Prints, from vitest's JSON report, each skipped test with its reason, then the closing
+// "N passed, N failed, N skipped" line, for CI to read.
 import { readFileSync } from 'node:fs'
+import { relative } from 'node:path'
 
 const path = process.argv[2] ?? '.vitest-report.json'
 let report
@@ -7,12 +9,31 @@ try {
   report = JSON.parse(readFileSync(path, 'utf8'))
 } catch {
   console.log('vitest wrote no JSON report (did it crash before running tests?)')
-  console.log('0 passed, 1 failed')
+  console.log('0 passed, 1 failed, 0 skipped')
   process.exit(1)
 }
-const passed = report.numPassedTests ?? 0
-// A test left pending by a crashed worker never ran: count it as failed rather than lose it.
-const notRun = (report.numTotalTests ?? 0) - passed - (report.numFailedTests ?? 0) - (report.numPendingTests ?? 0) - (report.numTodoTests ?? 0)
-const failed = (report.numFailedTests ?? 0) + Math.max(0, notRun) + (report.success === false && report.numFailedTests === 0 ? 1 : 0)
-console.log(`${passed} passed, ${failed} failed`)
+
+let passed = 0
+let failed = 0
+const skipped = []
+for (const file of report.testResults ?? []) {
+  const tests = file.assertionResults ?? []
+  const name = relative(process.cwd(), file.name ?? '')
+  for (const test of tests) {
+    if (test.status === 'passed') passed++
+    else if (test.status === 'failed') failed++
+    else if (test.status === 'skipped' || test.status === 'todo') {
+      // test/helpers/skip.ts records the reason in meta: vitest's JSON report drops skip notes.
+      const reason = test.meta?.skipReason ?? (test.status === 'todo' ? 'marked todo' : 'no reason recorded (marked .skip, or skipped without skipBecause)')
+      skipped.push(`skipped: ${name} > ${test.fullName}: ${reason}`)
+    }
+    // Pending: left by a crashed worker, it never ran. Count it as failed rather than lose it.
+    else failed++
+  }
+  // A file that failed without a failed test could not be loaded or run at all.
+  if (file.status === 'failed' && !tests.some((test) => test.status === 'failed')) failed++
+}
+if (report.success === false && failed === 0) failed = 1
+for (const line of skipped) console.log(line)
+console.log(`${passed} passed, ${failed} failed, ${skipped.length} skipped`)
 process.exit(failed > 0 ? 1 : 0)

@@ -1,17 +1,20 @@
 import { execa } from 'execa'
 import { acceleratorVerdict } from '../host/accelerator.js'
 import { diskIoVerdict } from '../hypervisor/qemu/disk-io.js'
-import { checkRequirements, installCommand, missingPackages, type RequirementCheck, type RequirementId } from '../host/requirements.js'
+import { checkRequirements, installCommand, missingPackages, type RequirementCheck, type RequirementGroup, type RequirementId } from '../host/requirements.js'
 
 export interface DoctorOptions {
   install: boolean
+  /** Also what this project's own tests need (`--tests`; scripts/install-host-packages passes it in a checkout). */
+  tests?: boolean
   write: (line: string) => void
 }
 
 /** Says what the host lacks and which accelerator guests will get; with `install`, installs the Debian packages. Returns the exit code. */
 export async function doctor(options: DoctorOptions): Promise<number> {
   const { write } = options
-  let checks = await checkRequirements()
+  const groups: RequirementGroup[] = options.tests ? ['run', 'test'] : ['run']
+  let checks = await checkRequirements(groups)
   let missing = missingPackages(checks)
   if (options.install && missing.length > 0) {
     if (process.getuid?.() !== 0) {
@@ -22,7 +25,7 @@ export async function doctor(options: DoctorOptions): Promise<number> {
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
     await execa('apt-get', ['update'], { stdio: 'inherit', env })
     await execa('apt-get', ['install', '-y', '--no-install-recommends', ...missing], { stdio: 'inherit', env })
-    checks = await checkRequirements()
+    checks = await checkRequirements(groups)
     missing = missingPackages(checks)
   }
   write('vmharness doctor')
@@ -32,12 +35,12 @@ export async function doctor(options: DoctorOptions): Promise<number> {
   write(await describeAccelerator(located('qemu-system'), located('guest-kernel')))
   write(await describeDiskIo(located('qemu-system')))
   if (missing.length === 0) {
-    write('\nready: this host can build the tiny and Debian images and boot guests')
+    write(`\nready: this host can build the tiny and Debian images and boot guests${options.tests ? ", and run this project's tests" : ''}`)
     return 0
   }
   write(`\nmissing Debian packages: ${missing.join(' ')}`)
   write(`install them (as root): ${installCommand(missing)}`)
-  write('  or: vmharness doctor --install   (or the project script scripts/install-host-packages)')
+  write(`  or: vmharness doctor --install${options.tests ? ' --tests' : ''}   (or the project script scripts/install-host-packages)`)
   if (missing.includes('linux-image-cloud-amd64')) {
     write('  no Debian cloud kernel (an Ubuntu runner, say)? set VMHARNESS_KERNEL=/path/to/vmlinuz, or give the spec a kernel;')
     write('  its virtio modules are taken from /lib/modules/<release> when the kernel does not build them in')

@@ -8,9 +8,11 @@ import { keptCommand, sshIntoKept } from './kept-commands.js'
 const usage = `usage: vmharness <command>
 
 commands:
-  doctor [--install]   what this host lacks to boot guests, the accelerator verdict and why;
-                       --install installs the missing Debian packages (as root)
-  packages             the Debian packages vmharness needs, one line (for install scripts)
+  doctor [--install] [--tests]
+                       what this host lacks to boot guests, the accelerator verdict and why;
+                       --install installs the missing Debian packages (as root);
+                       --tests also checks (and installs) what this project's own tests need
+  packages [--tests]   the Debian packages vmharness needs, one line (for install scripts)
   ssh <name|id> [cmd]  a shell (or one command) in a VM kept by VMHARNESS_KEEP=on-failure
   images [list | build tiny|debian [--package P]... | prune [--older-than DAYS | --all]]
                        the image and golden-snapshot cache with sizes; build an image; prune
@@ -22,12 +24,12 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   switch (command) {
     case 'doctor': {
-      const unknown = rest.filter((arg) => arg !== '--install')
+      const unknown = rest.filter((arg) => arg !== '--install' && arg !== '--tests')
       if (unknown.length > 0) {
         process.stderr.write(`vmharness doctor: unknown option ${unknown[0]}\n${usage}`)
         return 2
       }
-      return doctor({ install: rest.includes('--install'), write: (line) => process.stdout.write(line + '\n') })
+      return doctor({ install: rest.includes('--install'), tests: rest.includes('--tests'), write: (line) => process.stdout.write(line + '\n') })
     }
     case 'ssh':
       return sshIntoKept(rest)
@@ -35,9 +37,15 @@ async function main(argv: string[]): Promise<number> {
       return imagesCommand(rest, (text) => process.stdout.write(text))
     case 'kept':
       return keptCommand(rest, (text) => process.stdout.write(text))
-    case 'packages':
-      process.stdout.write(allPackages().join(' ') + '\n')
+    case 'packages': {
+      const unknown = rest.filter((arg) => arg !== '--tests')
+      if (unknown.length > 0) {
+        process.stderr.write(`vmharness packages: unknown option ${unknown[0]}\n${usage}`)
+        return 2
+      }
+      process.stdout.write(allPackages(rest.includes('--tests') ? ['run', 'test'] : ['run']).join(' ') + '\n')
       return 0
+    }
     case undefined:
     case '--help':
     case '-h':

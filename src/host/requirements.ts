@@ -19,6 +19,13 @@ export type RequirementId =
   | 'mmdebstrap'
   | 'chroot'
   | 'ssh-client'
+  | 'syslinux'
+  | 'syslinux-mbr'
+  | 'mkfs-fat'
+  | 'mtools'
+
+/** 'run': what vmharness itself needs; 'test': what only this project's own tests need. */
+export type RequirementGroup = 'run' | 'test'
 
 /** One thing the host must provide, and the Debian package that provides it. */
 export interface Requirement {
@@ -26,6 +33,8 @@ export interface Requirement {
   what: string
   debianPackage: string
   neededFor: string
+  /** Default 'run'. */
+  group?: RequirementGroup
   locate(): Promise<string | undefined>
 }
 
@@ -82,7 +91,16 @@ export const requirements: Requirement[] = [
   { id: 'mmdebstrap', what: 'mmdebstrap', debianPackage: 'mmdebstrap', neededFor: 'the Debian image', locate: () => findBinary('mmdebstrap') },
   { id: 'ssh-client', what: 'the OpenSSH client (ssh)', debianPackage: 'openssh-client', neededFor: 'vmharness ssh into kept VMs', locate: () => findBinary('ssh') },
   { id: 'chroot', what: 'chroot', debianPackage: 'coreutils', neededFor: 'the Debian image (enabling units offline)', locate: () => findBinary('chroot') },
+  // The project's tests build a disk that boots through its own bootloader, the way a cloud image does.
+  { id: 'syslinux', what: 'syslinux', debianPackage: 'syslinux', neededFor: "this project's tests (a disk with its own bootloader)", group: 'test', locate: () => findBinary('syslinux') },
+  { id: 'syslinux-mbr', what: 'syslinux MBR code (/usr/lib/syslinux/mbr/mbr.bin)', debianPackage: 'syslinux-common', neededFor: "this project's tests (a disk with its own bootloader)", group: 'test', locate: () => existing('/usr/lib/syslinux/mbr/mbr.bin', constants.R_OK) },
+  { id: 'mkfs-fat', what: 'mkfs.fat', debianPackage: 'dosfstools', neededFor: "this project's tests (a disk with its own bootloader)", group: 'test', locate: () => findBinary('mkfs.fat') },
+  { id: 'mtools', what: 'mcopy', debianPackage: 'mtools', neededFor: "this project's tests (a disk with its own bootloader)", group: 'test', locate: () => findBinary('mcopy') },
 ]
+
+function inGroups(requirement: Requirement, groups: readonly RequirementGroup[]): boolean {
+  return groups.includes(requirement.group ?? 'run')
+}
 
 /** Where the host provides a requirement; otherwise a HostError naming the Debian package to install. */
 export async function locateRequired(id: RequirementId): Promise<string> {
@@ -111,8 +129,9 @@ export interface RequirementCheck {
   path: string | undefined
 }
 
-export async function checkRequirements(): Promise<RequirementCheck[]> {
-  return Promise.all(requirements.map(async (requirement) => ({ requirement, path: await requirement.locate() })))
+/** Looks for every requirement of `groups` (default: what vmharness itself needs). */
+export async function checkRequirements(groups: readonly RequirementGroup[] = ['run']): Promise<RequirementCheck[]> {
+  return Promise.all(requirements.filter((requirement) => inGroups(requirement, groups)).map(async (requirement) => ({ requirement, path: await requirement.locate() })))
 }
 
 export function installCommand(packages: string[]): string {
@@ -123,6 +142,6 @@ export function missingPackages(checks: RequirementCheck[]): string[] {
   return [...new Set(checks.filter((check) => !check.path).map((check) => check.requirement.debianPackage))]
 }
 
-export function allPackages(): string[] {
-  return [...new Set(requirements.map((requirement) => requirement.debianPackage))]
+export function allPackages(groups: readonly RequirementGroup[] = ['run']): string[] {
+  return [...new Set(requirements.filter((requirement) => inGroups(requirement, groups)).map((requirement) => requirement.debianPackage))]
 }

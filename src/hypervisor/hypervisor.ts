@@ -19,8 +19,16 @@ export interface ExitInfo {
   signal: string | null
   /** Whether the harness asked for the exit (stop/destroy) rather than the VM ending by itself. */
   requested: boolean
+  /**
+   * How a requested stop ended: 'powerdown' when the process ended before the harness sent any
+   * signal (the guest powered off through ACPI), else the last signal it sent. Undefined when the
+   * VM ended by itself.
+   */
+  stopMethod?: StopMethod
   stderr: string
 }
+
+export type StopMethod = 'powerdown' | 'sigterm' | 'sigkill'
 
 export interface VmHandle {
   readonly id: string
@@ -33,7 +41,7 @@ export interface VmHandle {
   readonly readyMarker: string | undefined
   /** A line the guest prints when it cannot become ready, if its image has one. */
   readonly failureMarker: string | undefined
-  /** A command that returns once a freshly booted guest has finished booting (SSH can come earlier). */
+  /** A command that returns once a freshly booted guest has finished booting (SSH can come earlier); non-zero: the boot failed, its output says why. */
   readonly readyCommand?: string
   readonly accel: 'kvm' | 'tcg' | 'none'
   /** The external snapshot this VM starts from instead of booting (`spec.restoreFrom`). */

@@ -38,6 +38,23 @@ interface DebianManifest {
 const resolved = new PromiseCache<string, BootableImage>()
 
 /**
+ * Returns once cloud-init and systemd's start-up have finished (sshd answers before cloud-init's
+ * last stages). Exits 1 when cloud-init reports an error, printing its `status --long`: a guest
+ * whose keys, hostname or network may not be what the seed asked for is not ready. Exit 2 of
+ * cloud-init 23.4 and later (done, with recoverable errors such as deprecated keys) counts as done.
+ * A degraded systemd (a failed unit) does not fail the boot: tests look at units themselves.
+ */
+export const debianReadyCommand = [
+  'cloud-init status --wait >/dev/null 2>&1; cloud_init=$?',
+  'systemctl is-system-running --wait >/dev/null 2>&1',
+  'if [ "$cloud_init" -ne 0 ] && [ "$cloud_init" -ne 2 ]; then',
+  '  echo "cloud-init reported an error (cloud-init status --wait exited $cloud_init):"',
+  '  cloud-init status --long 2>&1',
+  '  exit 1',
+  'fi',
+].join('\n')
+
+/**
  * A Debian 12 guest built with mmdebstrap from the package mirror (systemd, openssh-server,
  * cloud-init and the packages asked for), booted with its own kernel and initrd. Its first boot
  * goes through cloud-init NoCloud like any cloud image. Built once per distinct input.
@@ -81,7 +98,7 @@ async function buildOrReuseDebian(options: DebianImageOptions & { packages: stri
     disk: join(dir, 'disk.qcow2'),
     kernelArgs: ['console=ttyS0', 'root=/dev/vda', 'rw', 'net.ifnames=0', 'panic=-1', 'init_on_free=1'],
     // sshd starts before cloud-init's last stages; a VM is handed over (and saved) only after them.
-    readyCommand: 'cloud-init status --wait >/dev/null; systemctl is-system-running --wait >/dev/null; true',
+    readyCommand: debianReadyCommand,
     sshUser: 'root',
     description: `Debian ${suite}, kernel ${manifest.kernelRelease}`,
   }

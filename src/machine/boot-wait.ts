@@ -1,9 +1,17 @@
 import { BootTimeoutError, HypervisorError, isVmHarnessError } from '../errors.js'
 import { describeExit, type Hypervisor, type VmHandle } from '../hypervisor/hypervisor.js'
-import { SshSession, type SshEndpoint } from '../ssh/ssh-session.js'
+import { SshSession, type ExecResult, type SshEndpoint } from '../ssh/ssh-session.js'
 import { waitForConsoleText } from './console-watch.js'
 
 export const defaultBootTimeoutMs = { kvm: 30_000, tcg: 120_000, none: 5_000 }
+
+/** Why an image's ready command says the boot failed (its output, or how it ended), or undefined when it exited 0. */
+export function readyCommandFailure(result: ExecResult): string | undefined {
+  if (result.exitCode === 0) return undefined
+  const ending = result.signal ? `signal ${result.signal}` : `exit code ${result.exitCode}`
+  const output = `${result.stdout}${result.stderr}`.trim().split('\n').slice(-40).join('\n')
+  return output ? `${output}\n(the ready command ended with ${ending})` : `the ready command ended with ${ending} and printed nothing`
+}
 
 /**
  * Waits until the guest answers SSH: first its console ready marker (cheap, when the image has
@@ -43,7 +51,8 @@ export async function waitForBoot(
       if (vm.readyCommand) {
         stage = 'SSH connected, waiting for the guest to finish booting'
         try {
-          await session.exec(vm.readyCommand, { signal })
+          const failure = readyCommandFailure(await session.exec(vm.readyCommand, { signal }))
+          if (failure) throw new HypervisorError(`the guest finished booting with an error: ${failure}`, { vm: vm.name, consoleTail: await hypervisor.consoleTail(vm, 20) })
         } catch (error) {
           session.close()
           throw error

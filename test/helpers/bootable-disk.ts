@@ -1,7 +1,7 @@
 import { copyFile, open, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { execa } from 'execa'
-import { findBinary } from '../../src/host/find-binary.js'
+import { checkRequirements, installScript, missingPackages } from '../../src/host/requirements.js'
 import { tinyImage } from '../../src/images/tiny-image.js'
 
 const sector = 512
@@ -9,12 +9,15 @@ const bootStart = 2048
 const bootMiB = 48
 const mbrCode = '/usr/lib/syslinux/mbr/mbr.bin'
 
-/** Host tools this helper needs beyond the project's own (test-only packages: syslinux syslinux-common mtools dosfstools). */
-export async function missingDiskTools(): Promise<string[]> {
-  const missing: string[] = []
-  for (const tool of ['syslinux', 'mkfs.fat', 'mcopy']) if (!(await findBinary(tool))) missing.push(tool)
-  if (!(await stat(mbrCode).catch(() => undefined))) missing.push(mbrCode)
-  return missing
+/**
+ * Why this helper cannot run here, or undefined: the host tools it needs are the requirements of
+ * group 'test', which scripts/install-host-packages installs in a checkout.
+ */
+export async function missingDiskTools(): Promise<string | undefined> {
+  const missing = (await checkRequirements(['test'])).filter((check) => !check.path)
+  if (missing.length === 0) return undefined
+  const packages = missingPackages(missing)
+  return `building a bootable disk needs ${missing.map((check) => check.requirement.what).join(', ')}: Debian packages ${packages.join(' ')} (run ${installScript}, or vmharness doctor --install --tests)`
 }
 
 /**

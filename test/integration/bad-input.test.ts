@@ -9,6 +9,7 @@ import { QemuHypervisor } from '../../src/hypervisor/qemu/qemu-hypervisor.js'
 import { Vm } from '../../src/machine/vm.js'
 import type { VmSpec } from '../../src/spec/vm-spec.js'
 import { qemuProcessesMentioning } from '../helpers/host-state.js'
+import { skipBecause } from '../helpers/skip.js'
 
 type ErrorClass = new (...args: never[]) => VmHarnessError
 
@@ -64,7 +65,7 @@ describe('bad input is a typed error that names the fix, before anything starts'
 
   it('KVM forced on a host where the probe fails is a HostError, never a hang', async (context) => {
     const verdict = await acceleratorVerdict({ qemu: (await findBinary('qemu-system-x86_64')) ?? '', kernel: await findGuestKernel() })
-    if (verdict.accel === 'kvm') context.skip('KVM works on this host, so forcing it is not an error here')
+    if (verdict.accel === 'kvm') skipBecause(context, 'KVM works on this host, so forcing it is not an error here')
     await expectRefused({ image: 'tiny', accel: 'kvm' }, HostError, /KVM was asked for \(accel: 'kvm'\), but it does not work on this host.*fix: use accel: 'auto' or 'tcg'/s)
   })
 })

@@ -7,14 +7,17 @@ import { Vm } from '../../src/machine/vm.js'
 import { qemuProcessesMentioning } from '../helpers/host-state.js'
 
 describe('tiny guest lifecycle', () => {
-  it('stops gracefully, then destroy leaves no process, socket or file, and both are safe twice', async () => {
+  it('stops gracefully (the guest powers off through ACPI), then destroy leaves no process, socket or file, and both are safe twice', async () => {
     const vm = await Vm.start({ image: 'tiny', name: 'lifecycle' })
     const vmDir = `${(await runDir()).path}/vm-${vm.handle.id}`
     expect(await readdir(vmDir)).toEqual(expect.arrayContaining(['disk-0.qcow2', 'seed.iso', 'qmp.sock', 'console.sock', 'console.log', 'qemu.pid']))
     expect(await qemuProcessesMentioning(vmDir)).toHaveLength(1)
     await vm.stop(20_000)
     expect(await vm.state()).toMatchObject({ status: 'stopped' })
-    expect((await vm.handle.exited).exitCode).toBe(0)
+    // QEMU exits 0 on SIGTERM too: what proves a graceful stop is that it ended before any signal
+    // was sent, and that the guest's kernel said it was powering off.
+    expect(await vm.handle.exited).toMatchObject({ exitCode: 0, signal: null, requested: true, stopMethod: 'powerdown' })
+    expect(await vm.consoleTail(20)).toMatch(/reboot: Power down/)
     await vm.stop()
     await vm.destroy()
     await vm.destroy()

@@ -1,15 +1,25 @@
 import { createHash } from 'node:crypto'
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { existsSync } from 'node:fs'
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SpecError } from '../../src/errors.js'
 import { tinyImage } from '../../src/images/tiny-image.js'
 import { Vm } from '../../src/machine/vm.js'
 import { buildBootableDisk, missingDiskTools } from '../helpers/bootable-disk.js'
+import { skipBecause } from '../helpers/skip.js'
 
-// A directory name a shell would mangle, and commas that QEMU options would split on.
-const hostileName = `it's a "disk", $(touch pwned) \`touch pwned\``
+// A directory name a shell would mangle, and commas that QEMU options would split on. Its quotes
+// pair up, so a shell given it bare or in double quotes would parse it and run both commands: the
+// marker would appear in that shell's working directory, or (after `cd`) in its home directory.
+const marker = `vmharness-pwned-${process.pid}-${Date.now()}`
+const hostileName = `$(touch ${marker}) \`cd;touch ${marker}\` it's a "disk", isn't it`
+
+/** The markers a host shell started by this process would have left (nothing here spawns with another cwd). */
+function hostMarkers(): string[] {
+  return [join(process.cwd(), marker), join(homedir(), marker)].filter((path) => existsSync(path))
+}
 
 let scratch: string
 let hostile: string
@@ -22,6 +32,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await rm(scratch, { recursive: true, force: true })
+  for (const path of hostMarkers()) await rm(path, { force: true })
 })
 
 async function fingerprint(path: string): Promise<string> {
@@ -41,16 +52,18 @@ describe('bring your own image', () => {
     try {
       await vm.succeed('echo written > /root/file && sync')
       expect(await vm.succeed('cat /root/file')).toBe('written\n')
+      // The name also reaches the guest (its hostname, through the seed): nothing there ran it either.
+      expect(await vm.succeed(`ls -d /${marker} /root/${marker} 2>/dev/null; true`)).toBe('')
     } finally {
       await vm.destroy()
     }
     expect(await fingerprint(image.disk)).toBe(before)
-    expect((await readdir(scratch, { recursive: true })).filter((name) => name.endsWith('pwned'))).toEqual([])
+    expect(hostMarkers()).toEqual([])
   })
 
   it('boots a disk with its own bootloader through the firmware, cloud-image style, never writing it', async (context) => {
     const missing = await missingDiskTools()
-    if (missing.length > 0) context.skip(`building a bootable disk needs ${missing.join(', ')} (test-only packages: syslinux syslinux-common mtools dosfstools)`)
+    if (missing) skipBecause(context, missing)
     const disk = join(hostile, 'cloud.qcow2')
     await buildBootableDisk(await mkdtemp(join(scratch, 'build-')), disk)
     const before = await fingerprint(disk)

@@ -7,6 +7,7 @@ import ssh2 from 'ssh2'
 import { describe, expect, it } from 'vitest'
 import { findBinary } from '../../src/host/find-binary.js'
 import { encodeEd25519, generateEd25519 } from '../../src/ssh/openssh-key.js'
+import { skipBecause } from '../helpers/skip.js'
 
 /** A key whose 32-byte public key starts with a zero byte: the case ssh2's own generator mangles. */
 function keyWithLeadingZero() {
@@ -50,7 +51,7 @@ describe('ed25519 keys in OpenSSH format', () => {
   it('is accepted by OpenSSH and dropbear, leading zero byte included', async (context) => {
     const sshKeygen = await findBinary('ssh-keygen')
     const dropbearconvert = await findBinary('dropbearconvert')
-    if (!sshKeygen || !dropbearconvert) return context.skip('needs ssh-keygen (openssh-client) and dropbearconvert (dropbear-bin) on the host')
+    if (!sshKeygen || !dropbearconvert) skipBecause(context, 'needs ssh-keygen (openssh-client) and dropbearconvert (dropbear-bin) on the host: run scripts/install-host-packages')
     const dir = await mkdtemp(join(tmpdir(), 'key-test-'))
     try {
       for (const [index, key] of [keyWithLeadingZero(), ...Array.from({ length: 5 }, () => generateKeyPairSync('ed25519').privateKey)].entries()) {

@@ -1,9 +1,10 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { SnapshotError, SnapshotMismatchError } from '../../src/errors.js'
+import { HostError, SnapshotError, SnapshotMismatchError } from '../../src/errors.js'
 import { assertLaunchFits, launchDifferences, readSavedState, writeSavedStateMeta, type SavedLaunch } from '../../src/hypervisor/qemu/saved-state.js'
+import { skipBecause } from '../helpers/skip.js'
 
 const launch: SavedLaunch = { accel: 'tcg', machine: 'microvm', memoryMiB: 256, cpus: 1, kernel: '/k', initrd: '/i', kernelArgs: ['console=ttyS0'] }
 let dir: string
@@ -38,6 +39,29 @@ describe('saved states on disk', () => {
     await rm(join(dir, 'disk.qcow2'))
     await writeFile(join(dir, 'state.bin'), Buffer.alloc(4096))
     await expect(readSavedState(dir)).rejects.toThrow(/disk.qcow2 .* is missing/)
+  })
+
+  it('refuses a client key that other users can read, saying how to fix it', async () => {
+    await save()
+    const key = join(dir, 'client_key')
+    await chmod(key, 0o644)
+    const readable = await readSavedState(dir).catch((error: unknown) => error)
+    expect(readable).toBeInstanceOf(HostError)
+    expect((readable as Error).message).toContain(`the saved client key ${key} can be read or written by other users (mode 644)`)
+    expect((readable as HostError).fix).toBe(`chmod 600 ${key}, or remove ${dir} and save the snapshot again`)
+    await chmod(key, 0o600)
+    await expect(readSavedState(dir)).resolves.toMatchObject({ clientKey: 'PRIVATE KEY' })
+  })
+
+  it('refuses a client key that another user owns, saying how to fix it', async (context) => {
+    if (process.getuid?.() !== 0) skipBecause(context, 'only root can give a file to another user (the mode check above runs everywhere)')
+    await save()
+    const key = join(dir, 'client_key')
+    await chown(key, 65534, 65534) // nobody
+    const foreign = await readSavedState(dir).catch((error: unknown) => error)
+    expect(foreign).toBeInstanceOf(HostError)
+    expect((foreign as Error).message).toContain(`the saved client key ${key} belongs to another user (uid 65534)`)
+    expect((foreign as HostError).fix).toBe(`remove ${dir} and save the snapshot again`)
   })
 
   it('refuses a state file damaged in place (same size, other bytes), never handing it to QEMU', async () => {

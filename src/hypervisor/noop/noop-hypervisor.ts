@@ -47,7 +47,7 @@ export class NoopHypervisor implements Hypervisor, Suspending, Snapshotting {
     this.calls.push(`stop ${vm.name}`)
     if (!record || record.status === 'stopped' || record.status === 'prepared') return
     record.status = 'stopped'
-    record.settleExit({ exitCode: 0, signal: null, requested: true, stderr: '' })
+    record.settleExit({ exitCode: 0, signal: null, requested: true, stopMethod: 'powerdown', stderr: '' })
   }
 
   async suspend(vm: VmHandle): Promise<void> {
@@ -62,7 +62,7 @@ export class NoopHypervisor implements Hypervisor, Suspending, Snapshotting {
     const record = this.vms.get(vm.id)
     this.calls.push(`destroy ${vm.name}`)
     if (!record) return
-    record.settleExit({ exitCode: 0, signal: null, requested: true, stderr: '' })
+    record.settleExit({ exitCode: 0, signal: null, requested: true, stopMethod: 'sigterm', stderr: '' })
     this.vms.delete(vm.id)
   }
 

@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { execa, type ResultPromise } from 'execa'
 import { HypervisorError } from '../../errors.js'
-import { describeExit, type ExitInfo } from '../hypervisor.js'
+import { describeExit, type ExitInfo, type StopMethod } from '../hypervisor.js'
 
 const stderrLimit = 16 * 1024
 
@@ -56,10 +56,16 @@ export async function spawnQemu(setpriv: string, qemu: string, argv: string[], v
   })
   const finalStderr = async () => (options.detached ? (await readFile(stderrFile, 'utf8').catch(() => '')).slice(-stderrLimit) : stderr)
   let requested = false
+  let sentSignal: 'SIGTERM' | 'SIGKILL' | undefined
   let exitInfo: ExitInfo | undefined
+  const ended = async (exitCode: number | undefined, signal: string | undefined): Promise<ExitInfo> => {
+    // Read before awaiting anything: a signal sent after the process ended must not count.
+    const stopMethod: StopMethod | undefined = requested ? (sentSignal === 'SIGKILL' ? 'sigkill' : sentSignal === 'SIGTERM' ? 'sigterm' : 'powerdown') : undefined
+    return (exitInfo = { exitCode: exitCode ?? null, signal: signal ?? null, requested, stopMethod, stderr: await finalStderr() })
+  }
   const exited: Promise<ExitInfo> = subprocess.then(
-    async (result) => (exitInfo = { exitCode: result.exitCode ?? null, signal: result.signal ?? null, requested, stderr: await finalStderr() }),
-    async (error: { exitCode?: number; signal?: string }) => (exitInfo = { exitCode: error.exitCode ?? null, signal: error.signal ?? null, requested, stderr: await finalStderr() }),
+    (result) => ended(result.exitCode, result.signal),
+    (error: { exitCode?: number; signal?: string }) => ended(error.exitCode, error.signal),
   )
   const pid = subprocess.pid
   if (pid === undefined) {
@@ -78,6 +84,7 @@ export async function spawnQemu(setpriv: string, qemu: string, argv: string[], v
     },
     kill(signal) {
       requested = true
+      if (exitInfo === undefined) sentSignal = signal
       subprocess.kill(signal)
     },
     detached: options.detached === true,

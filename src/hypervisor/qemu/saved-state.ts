@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { PromiseCache } from '../../common/promise-cache.js'
 import { SnapshotError, SnapshotMismatchError } from '../../errors.js'
 import { fileSha256 } from '../../common/content-hash.js'
+import { assertPrivateFile } from '../../host/private-file.js'
 import { buildQemuArgv, type QemuLaunch } from './qemu-argv.js'
 
 /**
@@ -98,7 +99,9 @@ export async function readSavedState(dir: string): Promise<SavedState> {
     }
   }
   await verifyContents(dir, meta)
-  const clientKey = await readFile(join(dir, savedStateFiles.clientKey), 'utf8').catch(() => '')
+  const keyPath = join(dir, savedStateFiles.clientKey)
+  await assertPrivateFile(keyPath, 'the saved client key', `remove ${dir} and save the snapshot again`)
+  const clientKey = await readFile(keyPath, 'utf8').catch(() => '')
   if (!clientKey) throw new SnapshotError(`${dir} lacks its client key: save it again`, meta.name)
   return { dir, meta, clientKey }
 }
