@@ -4,8 +4,11 @@ import { HypervisorError } from '../errors.js'
 import type { SshSession } from '../ssh/ssh-session.js'
 import { guestRefreshProgramBase64 } from './guest-refresh-program.js'
 
-/** Where the refresh program lives in the guest: tmpfs, so a snapshot's RAM carries it to every clone. */
-export const guestRefreshPath = '/run/vmharness-refresh'
+/**
+ * Where the refresh program lives in the guest: tmpfs, so that a snapshot's RAM carries it to
+ * every clone and the disk is left alone; the root disk where /run is mounted noexec (Debian's).
+ */
+export const guestRefreshPaths = ['/run/vmharness-refresh', '/var/lib/vmharness/refresh'] as const
 const entropyBytes = 64
 const refreshTimeoutMs = 30_000
 
@@ -17,16 +20,22 @@ const failures: Record<number, string> = {
   6: 'cannot answer the host',
   7: 'the host time did not arrive',
   8: 'the kernel refused the new time (clock_settime)',
-  126: `${guestRefreshPath} cannot be executed (is /run mounted noexec?)`,
+  126: `${guestRefreshPaths.join(' or ')} cannot be executed`,
 }
 
 /** Copies the refresh program into a booted guest, so that every state saved from it can be refreshed. */
 export async function installGuestRefresh(session: SshSession, vmName: string): Promise<void> {
   const program = Buffer.from(guestRefreshProgramBase64, 'base64')
-  const partial = `${guestRefreshPath}.partial`
-  const result = await session.exec(`umask 077 && cat > ${partial} && chmod 0700 ${partial} && mv -f ${partial} ${guestRefreshPath}`, { stdin: program, timeoutMs: refreshTimeoutMs })
+  const [inRun, onDisk] = guestRefreshPaths
+  const partial = `${inRun}.partial`
+  const command = [
+    `umask 077 && cat > ${partial} && chmod 0700 ${partial} && mv -f ${partial} ${inRun} || exit 1`,
+    // `test -x` is false on a noexec mount, even for root.
+    `[ -x ${inRun} ] || { mkdir -p ${onDisk.slice(0, onDisk.lastIndexOf('/'))} && mv -f ${inRun} ${onDisk}; }`,
+  ].join('\n')
+  const result = await session.exec(command, { stdin: program, timeoutMs: refreshTimeoutMs })
   if (result.exitCode !== 0) {
-    throw new HypervisorError(`could not install ${guestRefreshPath} in the guest: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, { vm: vmName })
+    throw new HypervisorError(`could not install the refresh program in the guest: ${result.stderr.trim() || `exit code ${result.exitCode}`}`, { vm: vmName })
   }
 }
 
@@ -53,7 +62,9 @@ export async function refreshGuest(session: SshSession, vmName: string): Promise
 async function runRefresh(session: SshSession): Promise<number | null> {
   let write: ((chunk: Buffer) => void) | undefined
   let sentTime = false
-  const result = await session.exec(`exec ${guestRefreshPath}`, {
+  // Shell builtins only: after a restore every process start is slow (the translated code is gone).
+  const command = `for program in ${guestRefreshPaths.join(' ')}; do [ -x "$program" ] && exec "$program"; done; exit 127`
+  const result = await session.exec(command, {
     timeoutMs: refreshTimeoutMs,
     writeStdin: (writer) => {
       write = writer
