@@ -53,7 +53,7 @@ const tinyModes: Record<string, Mode> = {
   [sharedMode]: { config: { rollback: 'none' } },
 }
 
-// The issue this answers: on 2 cores, 10 state-breaking Debian tests took 21.9 s with a pool of 2 and 18.0 s with pool: 0.
+// Measured before on 2 cores: 10 state-breaking Debian tests took 21.9 s with a pool of 2 and 18.0 s with pool: 0.
 const debianModes: Record<string, Mode> = {
   [defaultPoolMode]: { config: { rollback: 'snapshot' } },
   [noPoolMode]: { config: { rollback: 'snapshot', pool: 0 } },
