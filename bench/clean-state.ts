@@ -57,6 +57,7 @@ const tinyModes: Record<string, Mode> = {
 const debianModes: Record<string, Mode> = {
   [defaultPoolMode]: { config: { rollback: 'snapshot' } },
   [noPoolMode]: { config: { rollback: 'snapshot', pool: 0 } },
+  'rollback, warm pool of 1': { config: { rollback: 'snapshot', pool: 1 } },
   'rollback, warm pool of 2 (the old default)': { config: { rollback: 'snapshot', pool: 2 } },
 }
 

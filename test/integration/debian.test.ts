@@ -19,8 +19,9 @@ const test = vmTest({
   machines: {
     server: {
       image: 'debian',
-      // Every test gets a clone of the golden snapshot (the default on 2 cores, no pool and internal
-      // reloads, would hand the golden builder itself to the next test): the cloud-init test checks a clone.
+      // Every test gets a clone of the golden snapshot, whatever pool size the host's default gives
+      // (without a pool, internal reloads hand the golden builder itself to the next test): the
+      // cloud-init test checks a clone.
       snapshotKind: 'external',
       setup: async (vm) => {
         await vm.succeed(`mkdir -p /srv/www && echo "served by systemd" > /srv/www/index.html`)
