@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { guestRefreshProgramBase64 } from '../../src/machine/guest-refresh-program.js'
 import { timespecNow } from '../../src/machine/guest-refresh.js'
+import { skipBecause } from '../helpers/skip.js'
 
 function hasBinutils(): boolean {
   try {
@@ -26,7 +27,8 @@ describe('the guest refresh program', () => {
     expect(program.readUInt16LE(16)).toBe(2) // ET_EXEC: no interpreter, no libraries
   })
 
-  it.skipIf(!hasBinutils())('is exactly what images/guest-tools/guest-refresh.S assembles to (skipped without binutils)', () => {
+  it('is exactly what images/guest-tools/guest-refresh.S assembles to', (context) => {
+    if (!hasBinutils()) skipBecause(context, 'needs binutils (as, ld) to assemble the source')
     const work = mkdtempSync(join(tmpdir(), 'vmharness-refresh-'))
     try {
       execFileSync('as', ['--64', '-o', join(work, 'r.o'), 'images/guest-tools/guest-refresh.S'])
