@@ -3,8 +3,9 @@ import { readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { cacheSubdir } from './cache-dir.js'
 import { fileSha256 } from '../common/content-hash.js'
+import { PromiseCache } from '../common/promise-cache.js'
 
-const inProcess = new Map<string, Promise<string>>()
+const inProcess = new PromiseCache<string, string>()
 
 /**
  * sha256 of a file's bytes, remembered by the file's identity (path, device, inode, size, mtime,
@@ -14,13 +15,7 @@ const inProcess = new Map<string, Promise<string>>()
 export async function memoizedFileSha256(path: string): Promise<string> {
   const info = await stat(path, { bigint: true })
   const identity = [path, info.dev, info.ino, info.size, info.mtimeNs, info.ctimeNs].join('\0')
-  let digest = inProcess.get(identity)
-  if (!digest) {
-    digest = fromSidecar(identity, path)
-    inProcess.set(identity, digest)
-    digest.catch(() => inProcess.delete(identity))
-  }
-  return digest
+  return inProcess.get(identity, () => fromSidecar(identity, path))
 }
 
 async function fromSidecar(identity: string, path: string): Promise<string> {
