@@ -1,4 +1,4 @@
-import type { ExecResult } from './ssh/exec-result.js'
+import type { ExecResult } from './common/exec-result.js'
 
 const brand = Symbol.for('vmharness.error')
 

@@ -1,7 +1,8 @@
 import { stat } from 'node:fs/promises'
 import { execa } from 'execa'
+import { PromiseCache } from '../common/promise-cache.js'
 
-const identities = new Map<string, Promise<string>>()
+const identities = new PromiseCache<string, string>()
 
 /**
  * What identifies a QEMU build for saved states (they do not load across QEMU versions): the
@@ -9,16 +10,10 @@ const identities = new Map<string, Promise<string>>()
  * through a wrapper script). Once per process and path.
  */
 export function qemuIdentity(qemu: string): Promise<string> {
-  let identity = identities.get(qemu)
-  if (!identity) {
-    identity = (async () => {
-      const info = await stat(qemu)
-      const version = await execa(qemu, ['--version'], { reject: false, timeout: 10_000, stdin: 'ignore' })
-      const firstLine = version.stdout.split('\n')[0]?.trim() ?? ''
-      return [qemu, info.size, info.ino, info.mtimeMs, firstLine].join('\0')
-    })()
-    identities.set(qemu, identity)
-    identity.catch(() => identities.delete(qemu))
-  }
-  return identity
+  return identities.get(qemu, async () => {
+    const info = await stat(qemu)
+    const version = await execa(qemu, ['--version'], { reject: false, timeout: 10_000, stdin: 'ignore' })
+    const firstLine = version.stdout.split('\n')[0]?.trim() ?? ''
+    return [qemu, info.size, info.ino, info.mtimeMs, firstLine].join('\0')
+  })
 }

@@ -118,8 +118,13 @@ export class CleanMachine {
     const { vm, entry, built } = await startFromGolden(this.recipe(), options)
     this.goldenBuilt = built
     this.goldenDir = entry.snapshotDir
-    this.pool = this.makePool(vm)
-    if (this.reloadsInPlace && !this.pool) await vm.snapshot(cleanTag)
+    try {
+      this.pool = this.makePool(vm)
+      if (this.reloadsInPlace && !this.pool) await vm.snapshot(cleanTag)
+    } catch (error) {
+      await vm.destroy()
+      throw error
+    }
     this.pool?.fill()
     return vm
   }

@@ -238,11 +238,15 @@ export class Vm implements AsyncDisposable {
     this.requireAlive('snapshot')
     const info = await hypervisor.snapshot(this.handle, name, options)
     // The guest was paused while it was saved, and its clock stood still meanwhile.
-    if (this.session && !this.session.isClosed) await refreshGuest(this.session, this.name)
+    if (this.session && !this.session.isClosed) {
+      await refreshGuest(this.session, this.name).catch((error: Error) => {
+        throw new HypervisorError(`snapshot '${name}' was saved, but setting the guest clock afterwards failed: ${error.message}`, { vm: this.name, cause: error })
+      })
+    }
     return info
   }
 
-  /** Puts the VM back to a snapshot, reconnects SSH and sets the guest clock from the host before returning. */
+  /** Puts the VM back to a snapshot, reconnects SSH, reseeds the guest RNG and sets its clock from the host before returning. */
   async restore(name: string, options: { signal?: AbortSignal } = {}): Promise<void> {
     const hypervisor = this.capable(canSnapshot, 'restore')
     this.requireAlive('restore')
@@ -318,12 +322,12 @@ export class Vm implements AsyncDisposable {
   }
 
   private requireAlive(operation: string): void {
-    if (this.relinquished) throw new HypervisorError(`cannot ${operation}: the VM was destroyed`, { vm: this.name })
+    if (this.relinquished) throw new HypervisorError(`cannot ${operation}: the VM was destroyed or kept (this handle no longer drives it)`, { vm: this.name })
   }
 
   private requireSession(operation: string): SshSession {
     if (!this.handle.ssh) throw new UnsupportedError(this.hypervisor.name, operation)
-    if (this.relinquished) throw new HypervisorError(`cannot ${operation}: the VM was destroyed`, { vm: this.name })
+    if (this.relinquished) throw new HypervisorError(`cannot ${operation}: the VM was destroyed or kept (this handle no longer drives it)`, { vm: this.name })
     if (this.session?.isClosed) {
       throw new SshError(`cannot ${operation}: the connection to the guest was lost (its sshd or network went away, or the VM stopped); a restore reconnects`, this.session.endpoint)
     }

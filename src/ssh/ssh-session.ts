@@ -5,7 +5,7 @@ import pRetry, { AbortError } from 'p-retry'
 import ssh2 from 'ssh2'
 import type { ClientChannel, SFTPWrapper } from 'ssh2'
 import { HostKeyMismatchError, SshError } from '../errors.js'
-import type { ExecResult } from './exec-result.js'
+import type { ExecResult } from '../common/exec-result.js'
 import { publicKeyBlob } from './keys.js'
 
 /** Where and as whom a guest's sshd is reached, and the one host key it may present. */
