@@ -54,6 +54,7 @@ describe('a restored guest is fresh: its own random output and the host clock', 
 
   it('two clones of one external snapshot, started at once, see different random output', async () => {
     const saved = await vm.snapshot('clone-source', { kind: 'external' })
+    // Time passes between the save and the clones, so a clone whose clock was not set lies behind by it.
     await sleep(3_000)
     const clones = await Promise.all([1, 2].map((n) => Vm.start({ name: `clone-${n}`, restoreFrom: saved.path })))
     try {
