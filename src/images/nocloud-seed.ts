@@ -12,6 +12,10 @@ export interface SeedContents {
   /** Static address for the tiny guest (CIDR); its default is user-mode networking's 10.0.2.15/24. */
   address?: string
   gateway?: string
+  /** Static addresses on the NICs of virtual networks, each found by its MAC. */
+  networks?: { mac: string; ipv4: string /* CIDR, e.g. 192.168.1.2/24 */; ipv6: string /* CIDR, e.g. 2001:db8:1::2/64 */ }[]
+  /** /etc/hosts lines the guest gets besides localhost: one per address. */
+  hosts?: { address: string; name: string }[]
 }
 
 /** meta-data and user-data in the NoCloud layout that cloud-init and the tiny guest both read. */
