@@ -8,6 +8,7 @@ import { chooseBackend, hypervisorFor } from '../hypervisor/router.js'
 import type { VmSpec } from '../spec/vm-spec.js'
 import { isJoinable, joinNetworks, type JoinableNetwork, type NetworkAttachment, type NetworkChoice } from '../spec/network-attachment.js'
 import { waitForNetworkAddresses } from './network-readiness.js'
+import { outsideProxyAddress } from '../network/outside-proxy.js'
 import { resolveSpec } from '../spec/vm-spec.js'
 import type { KeptVm } from '../hypervisor/keep/kept-vms.js'
 import { progressReporter, type ProgressReporter } from './progress.js'
@@ -91,7 +92,7 @@ export class Vm implements AsyncDisposable {
         session = handle.restoredFrom
           ? await reconnectAfterRestore(hypervisor, handle, options.signal)
           : await waitForBoot(hypervisor, handle, handle.ssh, { timeoutMs: resolved.bootTimeoutMs ?? defaultBootTimeoutMs[handle.accel], signal: options.signal, onProgress: options.onProgress })
-        if (!handle.restoredFrom) await prepareFreshGuest(session, handle.name)
+        if (!handle.restoredFrom) await prepareFreshGuest(session, handle.name, resolved.outsideAccess)
         const ready = session
         await waitForNetworkAddresses(handle.name, (command, execOptions) => ready.exec(command, execOptions), resolved.networks, options.signal).catch((error: unknown) => {
           ready.close()
@@ -424,6 +425,19 @@ export class Vm implements AsyncDisposable {
   }
 }
 
+/** Tells login shells and apt (where there is one) to go out through the harness's proxy. */
+async function pointAtOutsideProxy(session: SshSession, vmName: string): Promise<void> {
+  const url = `http://${outsideProxyAddress.host}:${outsideProxyAddress.port}`
+  const script = [
+    'mkdir -p /etc/profile.d',
+    `printf 'export http_proxy=${url} https_proxy=${url} HTTP_PROXY=${url} HTTPS_PROXY=${url}\\n' > /etc/profile.d/vmharness-proxy.sh`,
+    `{ grep -qs vmharness-proxy /etc/profile || printf '. /etc/profile.d/vmharness-proxy.sh # vmharness-proxy\\n' >> /etc/profile; }`,
+    `if [ -d /etc/apt/apt.conf.d ]; then printf 'Acquire::http::Proxy "${url}";\\nAcquire::https::Proxy "${url}";\\n' > /etc/apt/apt.conf.d/80vmharness-proxy; fi`,
+  ].join(' && ')
+  const result = await session.exec(script)
+  if (result.exitCode !== 0) throw new HypervisorError(`could not point the guest at the outside-access proxy: ${result.stderr.trim()}`, { vm: vmName })
+}
+
 /** Network objects in the spec are joined here (a machine number each); attachments given as data pass through. */
 function joinSpecNetworks(spec: VmSpec): { attachments: NetworkAttachment[] | undefined; joined: JoinableNetwork[] } {
   const entries = spec.networks
@@ -447,10 +461,11 @@ function fileSize(path: string): number {
  * A booted guest gets the refresh program that every restore of its states runs, and a clock
  * set as precisely as a restored one (its own start-up set it to the second at best).
  */
-async function prepareFreshGuest(session: SshSession, vmName: string): Promise<void> {
+async function prepareFreshGuest(session: SshSession, vmName: string, outsideAccess: boolean): Promise<void> {
   try {
     await installGuestRefresh(session, vmName)
     await refreshGuest(session, vmName)
+    if (outsideAccess) await pointAtOutsideProxy(session, vmName)
   } catch (error) {
     session.close()
     throw error

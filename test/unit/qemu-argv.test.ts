@@ -27,8 +27,9 @@ describe('buildQemuArgv', () => {
     expect(netdev).toEqual(['user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22'])
   })
 
-  it('lets the guest out only when the machine asks for outside access', () => {
-    expect(optionAfter(buildQemuArgv({ ...launch, outsideAccess: true }), '-netdev')[0]).toContain('restrict=off')
+  it('lets the guest out only through the proxy forward, and only when the machine asks for outside access', () => {
+    const netdev = optionAfter(buildQemuArgv({ ...launch, outsideAccess: true, outsideProxyCommand: '/usr/bin/node -e x /run/a,b/outside.sock' }), '-netdev')[0]
+    expect(netdev).toBe('user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22,guestfwd=tcp:10.0.2.100:3128-cmd:/usr/bin/node -e x /run/a,,b/outside.sock')
   })
 
   it('adds a NIC per network after the management NIC, on the switch port of its machine number', () => {

@@ -4,6 +4,7 @@ import { freeLoopbackPort } from '../../host/free-port.js'
 import { consoleLogTail } from '../console-text.js'
 import { describeExit } from '../hypervisor.js'
 import { keepMode } from '../keep/keep-mode.js'
+import { proxyBridgeCommand, sharedOutsideProxy } from '../../network/outside-proxy.js'
 import type { QemuHostTools } from './host-tools.js'
 import { migrateFromInheritedFd, openStateFile } from './migration-file.js'
 import { buildQemuArgv } from './qemu-argv.js'
@@ -22,6 +23,7 @@ export async function launchQemu(vmName: string, record: QemuVm, tools: QemuHost
   const incoming = record.incomingState
   record.launch.incoming = incoming !== undefined
   record.launch.diskIo = tools.diskIo
+  if (record.launch.outsideAccess) record.launch.outsideProxyCommand = proxyBridgeCommand((await sharedOutsideProxy()).socketPath)
   for (let attempt = 1; ; attempt++) {
     record.launch.sshHostPort = record.ssh.port = await freeLoopbackPort()
     const state = incoming ? await openStateFile(incoming) : undefined

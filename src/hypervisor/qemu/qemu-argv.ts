@@ -1,4 +1,5 @@
 import type { MachineType } from '../../spec/vm-spec.js'
+import { outsideProxyAddress } from '../../network/outside-proxy.js'
 import type { DiskIoMode } from './disk-io.js'
 
 export interface QemuLaunch {
@@ -21,8 +22,10 @@ export interface QemuLaunch {
   incoming?: boolean
   /** One NIC per virtual network, after the management NIC: on the network's switch, at the port of its machine number. */
   networks?: QemuNetworkNic[]
-  /** The management NIC lets the guest out to the world; else (the default) it carries the host's SSH and nothing else. */
+  /** The guest may reach the world through the harness's HTTP proxy (see outside-proxy.ts); else the management NIC carries the host's SSH and nothing else. */
   outsideAccess?: boolean
+  /** The program QEMU runs per guest connection to the proxy; filled in at launch (it names this run's socket). */
+  outsideProxyCommand?: string
   /** How QEMU reads and writes the VM's own disk file; QEMU's default (threads) when unset. A host matter, not part of a saved state. */
   diskIo?: DiskIoMode
 }
@@ -79,9 +82,9 @@ export function buildQemuArgv(launch: QemuLaunch): string[] {
     )
   }
   // restrict=on: the guest reaches no address outside the VM (neither the world nor, through
-  // 10.0.2.2, the host's loopback); the host's forward to its sshd still works.
-  const restrict = launch.outsideAccess ? 'off' : 'on'
-  argv.push('-netdev', `user,id=net0,restrict=${restrict},hostfwd=tcp:127.0.0.1:${launch.sshHostPort}-:22`, '-device', `virtio-net-${bus},netdev=net0,id=net0-dev${nicRom}`)
+  // 10.0.2.2, the host's loopback); the host's forward to its sshd and the proxy forward still work.
+  const proxy = launch.outsideAccess ? `,guestfwd=tcp:${outsideProxyAddress.host}:${outsideProxyAddress.port}-cmd:${escapeOptionValue(launch.outsideProxyCommand ?? 'PROXY')}` : ''
+  argv.push('-netdev', `user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${launch.sshHostPort}-:22${proxy}`, '-device', `virtio-net-${bus},netdev=net0,id=net0-dev${nicRom}`)
   for (const nic of launch.networks ?? []) {
     const { netdev, device } = networkIds(nic.index)
     argv.push('-netdev', `vde,id=${netdev},sock=${escapeOptionValue(nic.switchSocket)},port=${nic.node}`, '-device', `virtio-net-${bus},netdev=${netdev},id=${device},mac=${nic.mac}${nicRom}`)
