@@ -1,0 +1,93 @@
+import { describe, expect } from 'vitest'
+import { vmTest } from '../../fixtures/vm-test.js'
+import type { Vm } from '../../src/machine/vm.js'
+
+// Two tiny machines: left without `networks`, they share one network named 'lan' and are a group.
+const test = vmTest({
+  machines: {
+    server: { image: 'tiny', setup: (vm) => vm.succeed('echo golden > /root/state') },
+    client: { image: 'tiny', setup: (vm) => vm.succeed('echo golden > /root/state') },
+  },
+})
+
+/** The carrier flag of the guest's NIC on its first network, found by its MAC. */
+async function carrier(vm: Vm): Promise<string> {
+  const mac = vm.networks[0]?.mac
+  return (await vm.succeed(`for dev in /sys/class/net/*; do [ "$(cat $dev/address)" = "${mac}" ] && cat $dev/carrier; done; true`)).trim()
+}
+
+const reaches = async (from: Vm, to: string) => (await from.exec(`ping -c 1 -W 2 ${to}`)).exitCode === 0
+
+describe('machines on a network', () => {
+  test('ping each other by name over IPv4 and IPv6', async ({ server, client }) => {
+    expect(await client.succeed('grep -w server /etc/hosts')).toContain('192.168.1.1')
+    expect(await client.succeed('grep -w server /etc/hosts')).toContain('2001:db8:1::1')
+    await client.succeed('ping -c 1 -W 5 server')
+    await server.succeed('ping -c 1 -W 5 client')
+    await client.succeed('ping -6 -c 1 -W 5 server')
+    await server.succeed(`ping -6 -c 1 -W 5 ${client.guestIp6()}`)
+  })
+
+  test("guestIp() is the address the guest shows in 'ip addr'", async ({ server, client }) => {
+    expect(await server.guestIp()).toBe('192.168.1.1')
+    expect(await client.guestIp('lan')).toBe('192.168.1.2')
+    for (const vm of [server, client]) {
+      const shown = await vm.succeed('ip -o addr show')
+      expect(shown).toContain(`inet ${await vm.guestIp()}/24`)
+      expect(shown).toContain(`inet6 ${vm.guestIp6()}/64`)
+    }
+  })
+
+  test('a TCP server in one machine is reached from the other, by name', async ({ server, client }) => {
+    await server.succeed('(while true; do echo "served by $(hostname)" | nc -l -p 7000; done) >/dev/null 2>&1 &')
+    await server.waitForOpenPort(7000)
+    expect(await client.succeed('nc -w 5 server 7000 </dev/null')).toBe('served by server\n')
+  })
+
+  test('block takes the link down (the guest sees no carrier, nothing passes either way); unblock brings it back', async ({ server, client }) => {
+    expect(await reaches(client, 'server')).toBe(true)
+    await client.block()
+    expect(await carrier(client)).toBe('0')
+    expect(await reaches(client, 'server')).toBe(false)
+    expect(await reaches(server, 'client')).toBe(false)
+    await client.unblock()
+    expect(await carrier(client)).toBe('1')
+    await client.waitUntilSucceeds('ping -c 1 -W 2 server', { timeoutMs: 20_000 })
+    expect(await reaches(server, 'client')).toBe(true)
+  })
+
+  test('a partition drops traffic between the groups silently (carrier stays up); heal ends it', async ({ server, client, networks }) => {
+    expect(await reaches(client, 'server')).toBe(true)
+    await networks.lan.partition(['server'], ['client'])
+    expect(await carrier(client)).toBe('1')
+    expect(await reaches(client, 'server')).toBe(false)
+    expect(await reaches(server, 'client')).toBe(false)
+    await networks.lan.heal()
+    await client.waitUntilSucceeds('ping -c 1 -W 2 server', { timeoutMs: 20_000 })
+    expect(await reaches(server, 'client')).toBe(true)
+  })
+
+  test('leaves an open connection between the machines, changed files on both, and a partition', async ({ server, client, networks }) => {
+    await server.succeed('(echo held | nc -l -p 7001 >/dev/null 2>&1 &)')
+    await server.waitForOpenPort(7001)
+    await client.succeed('(sleep 600 | nc server 7001 >/dev/null 2>&1 &)')
+    await server.waitUntilSucceeds("grep -q ' 01 ' /proc/net/tcp", { timeoutMs: 10_000 })
+    await server.succeed('echo dirty > /root/state')
+    await client.succeed('echo dirty > /root/state')
+    await networks.lan.partition(['server'], ['client'])
+  })
+
+  test('the next test finds both machines clean, healed, and able to connect again', async ({ server, client }) => {
+    expect(await server.succeed('cat /root/state')).toBe('golden\n')
+    expect(await client.succeed('cat /root/state')).toBe('golden\n')
+    expect(await server.exec("grep -c ' 01 ' /proc/net/tcp")).toMatchObject({ stdout: expect.stringMatching(/^0/) })
+    await server.succeed('(echo again | nc -l -p 7002 >/dev/null 2>&1 &)')
+    await server.waitForOpenPort(7002)
+    expect(await client.succeed('nc -w 5 server 7002 </dev/null')).toBe('again\n')
+  })
+
+  test('a test that names one member still holds the whole group, in a consistent state', async ({ client }) => {
+    expect(await client.succeed('cat /root/state')).toBe('golden\n')
+    await client.succeed('ping -c 1 -W 5 server')
+  })
+})
