@@ -137,20 +137,23 @@ export async function startVdeSwitch(tools: SwitchTools, dir: string, options: S
 }
 
 async function connectWhileRunning(path: string, exited: Promise<SwitchExit>, options: StartSwitchOptions): Promise<VdeMgmt> {
-  const gaveUp = new AbortController()
-  const signal = options.signal ? AbortSignal.any([options.signal, gaveUp.signal]) : gaveUp.signal
-  const early = exited.then((info) => {
-    gaveUp.abort()
-    return info
+  // Stops trying when the caller aborts or the switch ends (AbortSignal.any is newer than Node 20.0).
+  const stopTrying = new AbortController()
+  let switchEnded = false
+  const onAbort = () => stopTrying.abort()
+  options.signal?.addEventListener('abort', onAbort, { once: true })
+  void exited.then(() => {
+    switchEnded = true
+    stopTrying.abort()
   })
   try {
-    return await VdeMgmt.connect(path, { network: options.network, timeoutMs: options.timeoutMs ?? 10_000, signal })
+    return await VdeMgmt.connect(path, { network: options.network, timeoutMs: options.timeoutMs ?? 10_000, signal: stopTrying.signal })
   } catch (error) {
     options.signal?.throwIfAborted()
-    if (gaveUp.signal.aborted) throw new NetworkError(`vde_switch ended before it answered: ${describeSwitchExit(await early)}`, options.network, { cause: error })
+    if (switchEnded) throw new NetworkError(`vde_switch ended before it answered: ${describeSwitchExit(await exited)}`, options.network, { cause: error })
     throw error
   } finally {
-    gaveUp.abort()
+    options.signal?.removeEventListener('abort', onAbort)
   }
 }
 
