@@ -16,10 +16,10 @@ const statusLine = /^(1\d{3}) (.*)$/
 // fits in that read, and the next waits for the prompt.
 const maxCommandBytes = 127
 
-export const successCode = 1000
+const successCode = 1000
 /** `port/setvlan` on a port no client has connected to and no `port/create` made, or to a VLAN that does not exist. */
-export const noSuchDeviceCode = 1006
-export const alreadyExistsCode = 1017
+const noSuchDeviceCode = 1006
+const alreadyExistsCode = 1017
 
 export interface MgmtReply {
   /** 1000 for success, else 1000 + the errno the switch returned. */

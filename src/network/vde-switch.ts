@@ -99,7 +99,7 @@ export async function startVdeSwitch(tools: SwitchTools, dir: string, options: S
     const info = await exited
     throw new NetworkError(`could not start ${tools.vdeSwitch}: ${describeSwitchExit(info)}`, options.network)
   }
-  // Neither the switch nor its pipes keep this process alive: its exit handler kills the switch.
+  // Neither the switch nor its pipes keep this process alive: when it exits, the run directory's exit handler kills the switch.
   subprocess.unref()
   for (const stream of [subprocess.stdin, subprocess.stderr]) (stream as Socket | null)?.unref()
 
