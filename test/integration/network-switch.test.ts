@@ -7,6 +7,7 @@ import { execa } from 'execa'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { isVmHarnessError, NetworkError, SpecError } from '../../src/errors.js'
 import { findBinary } from '../../src/host/find-binary.js'
+import { processIsAlive } from '../../src/host/process-alive.js'
 import { locateRequired } from '../../src/host/requirements.js'
 import { runsRoot, sweepStaleRuns } from '../../src/host/run-dir.js'
 import { Network } from '../../src/index.js'
@@ -276,6 +277,8 @@ describe('a process that owns a network and is SIGKILLed', () => {
       expect(gone, 'vde_switch outlived the process that owned it').toBeDefined()
       expect(gone).toBeLessThanOrEqual(2_000)
       expect(existsSync(running.runDir), 'a SIGKILLed owner cannot clean up: the sweep has to').toBe(true)
+      // Until vitest reaps it, the killed worker is a zombie, which the sweep counts as an owner alive.
+      await waitFor(() => (processIsAlive(running.worker) ? undefined : true), 5_000)
       const report = await sweepStaleRuns()
       expect(report.runsRemoved).toContain(running.runDir)
       expect(existsSync(running.runDir)).toBe(false)
