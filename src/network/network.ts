@@ -206,7 +206,7 @@ function checkName(name: string): void {
 
 function reserveIndex(name: string, wanted: number | undefined): number {
   if (wanted !== undefined) {
-    nodeAddress(wanted, 1)
+    nodeAddress(wanted, 1) // a SpecError unless 1..254, as for addresses
     if (openIndexes.has(wanted)) throw new NetworkError(`index ${wanted} is in use by another open network of this process; leave index out to get a free one`, name)
   }
   const index = wanted ?? lowestFree(openIndexes, maxNetworks)
