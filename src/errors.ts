@@ -115,6 +115,17 @@ export class SnapshotMismatchError extends SnapshotError {
   }
 }
 
+/** A network between machines cannot do what was asked: its switch died, or a machine name or number does not fit it. */
+export class NetworkError extends VmHarnessError {
+  constructor(
+    message: string,
+    readonly network: string,
+    details: ErrorDetails = {},
+  ) {
+    super(`network '${network}': ${message}`, details)
+  }
+}
+
 /** A QMP command failed, timed out, or the monitor closed. */
 export class QmpError extends VmHarnessError {
   constructor(

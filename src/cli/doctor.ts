@@ -35,7 +35,7 @@ export async function doctor(options: DoctorOptions): Promise<number> {
   write(await describeAccelerator(located('qemu-system'), located('guest-kernel')))
   write(await describeDiskIo(located('qemu-system')))
   if (missing.length === 0) {
-    write(`\nready: this host can build the tiny and Debian images and boot guests${options.tests ? ", and run this project's tests" : ''}`)
+    write(`\nready: this host can build the tiny and Debian images, boot guests and link them in networks${options.tests ? ", and run this project's tests" : ''}`)
     return 0
   }
   write(`\nmissing Debian packages: ${missing.join(' ')}`)

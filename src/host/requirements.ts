@@ -10,6 +10,7 @@ export type RequirementId =
   | 'qemu-img'
   | 'seed-iso-tool'
   | 'setpriv'
+  | 'vde-switch'
   | 'guest-kernel'
   | 'busybox-static'
   | 'dropbear'
@@ -23,6 +24,7 @@ export type RequirementId =
   | 'syslinux-mbr'
   | 'mkfs-fat'
   | 'mtools'
+  | 'vde-plug'
 
 /** 'run': what vmharness itself needs; 'test': what only this project's own tests need. */
 export type RequirementGroup = 'run' | 'test'
@@ -73,6 +75,7 @@ export const requirements: Requirement[] = [
   { id: 'qemu-img', what: 'qemu-img', debianPackage: 'qemu-utils', neededFor: 'disk overlays and images', locate: () => findBinary('qemu-img') },
   { id: 'seed-iso-tool', what: 'a seed-ISO tool (genisoimage, xorriso or mkisofs)', debianPackage: 'genisoimage', neededFor: 'NoCloud seeds', locate: overridable('seed-iso-tool', () => firstBinary('genisoimage', 'mkisofs', 'xorriso')) },
   { id: 'setpriv', what: 'setpriv', debianPackage: 'util-linux', neededFor: 'VMs that die with their owner', locate: () => findBinary('setpriv') },
+  { id: 'vde-switch', what: 'vde_switch', debianPackage: 'vde2', neededFor: 'networks between machines', locate: () => findBinary('vde_switch') },
   { id: 'guest-kernel', what: 'a guest kernel (/boot/vmlinuz-*-cloud-amd64)', debianPackage: 'linux-image-cloud-amd64', neededFor: 'the tiny image', locate: () => findGuestKernel() },
   {
     id: 'busybox-static',
@@ -96,6 +99,8 @@ export const requirements: Requirement[] = [
   { id: 'syslinux-mbr', what: 'syslinux MBR code (/usr/lib/syslinux/mbr/mbr.bin)', debianPackage: 'syslinux-common', neededFor: "this project's tests (a disk with its own bootloader)", group: 'test', locate: () => existing('/usr/lib/syslinux/mbr/mbr.bin', constants.R_OK) },
   { id: 'mkfs-fat', what: 'mkfs.fat', debianPackage: 'dosfstools', neededFor: "this project's tests (a disk with its own bootloader)", group: 'test', locate: () => findBinary('mkfs.fat') },
   { id: 'mtools', what: 'mcopy', debianPackage: 'mtools', neededFor: "this project's tests (a disk with its own bootloader)", group: 'test', locate: () => findBinary('mcopy') },
+  // The project's network tests plug into a switch without a VM; vde2 depends on the package that has it.
+  { id: 'vde-plug', what: 'vde_plug', debianPackage: 'vde2', neededFor: "this project's tests (frames through a switch without a VM)", group: 'test', locate: () => findBinary('vde_plug') },
 ]
 
 function inGroups(requirement: Requirement, groups: readonly RequirementGroup[]): boolean {

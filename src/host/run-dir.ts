@@ -7,15 +7,20 @@ import { HostError } from '../errors.js'
 import { processIsAlive } from './process-alive.js'
 
 /**
- * Every VM of this process lives under one private run directory:
- *   $TMPDIR/vmharness-<uid>/run-<pid>-<random>/owner.json, vm-<id>/{qemu.pid, qmp.sock, ...}
+ * Every VM and network of this process lives under one private run directory:
+ *   $TMPDIR/vmharness-<uid>/run-<pid>-<random>/owner.json, vm-<id>/{qemu.pid, qmp.sock, ...}, net-<id>/{vde.pid, mgmt, sw/}
  * Short paths on purpose: unix socket paths are limited to 107 bytes.
  */
 export interface RunDir {
   path: string
   /** Creates a fresh 0700 directory for one VM. */
   vmDir(id: string): Promise<string>
+  /** Creates a fresh 0700 directory for one network's switch. */
+  netDir(id: string): Promise<string>
 }
+
+/** The files in a run's entries that name a process to kill when the run is over. */
+const recordedPidFiles = ['qemu.pid', 'vde.pid']
 
 let current: Promise<RunDir> | undefined
 
@@ -42,19 +47,21 @@ async function createRunDir(): Promise<RunDir> {
   const path = join(root, `run-${process.pid}-${randomBytes(3).toString('hex')}`)
   await mkdir(path, { mode: 0o700 })
   await writeFile(join(path, 'owner.json'), JSON.stringify({ pid: process.pid, started: processStartTicks(process.pid) }), { mode: 0o600 })
-  // A normal exit kills the VMs still recorded here (detached ones do not die with this process)
-  // and removes the run's key and directories now; a crash leaves them to the next sweep.
+  // A normal exit kills the VMs and switches still recorded here (detached ones do not die with this
+  // process) and removes the run's key and directories now; a crash leaves them to the next sweep.
   process.once('exit', () => {
-    killRecordedVms(path)
+    killRecordedProcesses(path)
     rmSync(path, { recursive: true, force: true })
   })
+  const privateDir = async (name: string) => {
+    const dir = join(path, name)
+    await mkdir(dir, { mode: 0o700 })
+    return dir
+  }
   return {
     path,
-    async vmDir(id) {
-      const dir = join(path, `vm-${id}`)
-      await mkdir(dir, { mode: 0o700 })
-      return dir
-    },
+    vmDir: (id) => privateDir(`vm-${id}`),
+    netDir: (id) => privateDir(`net-${id}`),
   }
 }
 
@@ -63,14 +70,14 @@ export interface SweepReport {
   processesKilled: number[]
 }
 
-/** Removes what runs whose owner died left behind: their QEMU processes first, then their files. */
+/** Removes what runs whose owner died left behind: their QEMU and vde_switch processes first, then their files. */
 export async function sweepStaleRuns(root: string = runsRoot()): Promise<SweepReport> {
   const report: SweepReport = { runsRemoved: [], processesKilled: [] }
   const entries = await readdir(root).catch(() => [] as string[])
   for (const entry of entries.filter((name) => name.startsWith('run-'))) {
     const dir = join(root, entry)
     if (await ownerAlive(dir)) continue
-    report.processesKilled.push(...killRecordedVms(dir))
+    report.processesKilled.push(...killRecordedProcesses(dir))
     await rm(dir, { recursive: true, force: true })
     report.runsRemoved.push(dir)
   }
@@ -90,20 +97,22 @@ async function ownerAlive(dir: string): Promise<boolean> {
 }
 
 /**
- * SIGKILLs the QEMU processes recorded in a run's VM directories; returns their pids. Synchronous,
- * so that it can run in an 'exit' handler too. A recycled pid is never killed: the process has to
- * name this run's directory on its command line.
+ * SIGKILLs the processes recorded in a run's VM and network directories (QEMU, vde_switch); returns
+ * their pids. Synchronous, so that it can run in an 'exit' handler too. A recycled pid is never
+ * killed: the process has to name this run's directory on its command line.
  */
-function killRecordedVms(runPath: string): number[] {
+function killRecordedProcesses(runPath: string): number[] {
   const killed: number[] = []
   for (const entry of readdirSafe(runPath)) {
-    const pid = Number.parseInt(readFileSafe(join(runPath, entry, 'qemu.pid')), 10)
-    if (!Number.isInteger(pid) || pid <= 0 || !readFileSafe(`/proc/${pid}/cmdline`).includes(runPath)) continue
-    try {
-      process.kill(pid, 'SIGKILL')
-      killed.push(pid)
-    } catch {
-      // already gone
+    for (const pidFile of recordedPidFiles) {
+      const pid = Number.parseInt(readFileSafe(join(runPath, entry, pidFile)), 10)
+      if (!Number.isInteger(pid) || pid <= 0 || !readFileSafe(`/proc/${pid}/cmdline`).includes(runPath)) continue
+      try {
+        process.kill(pid, 'SIGKILL')
+        killed.push(pid)
+      } catch {
+        // already gone
+      }
     }
   }
   return killed

@@ -21,3 +21,14 @@ export async function processRunning(pid: number): Promise<boolean> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
   return stat !== '' && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
 }
+
+/** Pids of running vde_switch processes whose command line mentions `fragment`. */
+export async function vdeSwitchesMentioning(fragment: string): Promise<number[]> {
+  const found: number[] = []
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')
+    if (cmdline.includes('vde_switch') && cmdline.includes(fragment) && (await processRunning(Number(entry)))) found.push(Number(entry))
+  }
+  return found
+}

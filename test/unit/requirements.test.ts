@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { allPackages, checkRequirements } from '../../src/host/requirements.js'
+import { HostError } from '../../src/errors.js'
+import { allPackages, checkRequirements, missingRequirement } from '../../src/host/requirements.js'
 
 describe('requirement groups', () => {
   it("keeps the tests' own packages out of what vmharness needs, and lists them with --tests", () => {
@@ -9,7 +10,15 @@ describe('requirement groups', () => {
   })
 
   it('checks only the groups asked for', async () => {
-    expect((await checkRequirements(['test'])).map((check) => check.requirement.id)).toEqual(['syslinux', 'syslinux-mbr', 'mkfs-fat', 'mtools'])
+    expect((await checkRequirements(['test'])).map((check) => check.requirement.id)).toEqual(['syslinux', 'syslinux-mbr', 'mkfs-fat', 'mtools', 'vde-plug'])
     expect((await checkRequirements()).map((check) => check.requirement.group ?? 'run')).not.toContain('test')
+  })
+
+  it('needs vde2 for networks between machines, and says how to install it when vde_switch is missing', () => {
+    expect(allPackages()).toContain('vde2')
+    const error = missingRequirement('vde-switch')
+    expect(error).toBeInstanceOf(HostError)
+    expect(error.message).toContain('vde_switch is missing on this host (needed for networks between machines)')
+    expect(error.fix).toMatch(/apt-get install .*vde2.*vmharness doctor --install/)
   })
 })

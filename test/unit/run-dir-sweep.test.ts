@@ -53,6 +53,26 @@ describe('sweepStaleRuns', () => {
     expect(existsSync(live)).toBe(true)
   })
 
+  it("kills a dead owner's recorded vde_switch too, beside its QEMU", async () => {
+    root = await mkdtemp(join(tmpdir(), 'sweep-test-'))
+    const deadOwner = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' })
+    await exitOf(deadOwner)
+    const stale = await fakeRun('run-stale', deadOwner.pid!)
+    const vmProcess = holder(stale)
+    const switchProcess = holder(stale)
+    children.push(vmProcess, switchProcess)
+    await writeFile(join(stale, 'vm-1', 'qemu.pid'), String(vmProcess.pid))
+    await mkdir(join(stale, 'net-1'))
+    await writeFile(join(stale, 'net-1', 'vde.pid'), String(switchProcess.pid))
+
+    const report = await sweepStaleRuns(root)
+
+    expect(report.processesKilled.sort()).toEqual([vmProcess.pid, switchProcess.pid].sort())
+    await exitOf(switchProcess)
+    expect(processIsAlive(switchProcess.pid!)).toBe(false)
+    expect(existsSync(stale)).toBe(false)
+  })
+
   it('never kills a recycled pid: the process must name the run on its command line', async () => {
     root = await mkdtemp(join(tmpdir(), 'sweep-test-'))
     const deadOwner = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' })
