@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { realpath, rm } from 'node:fs/promises'
 import { NetworkError, SpecError } from '../errors.js'
 import { locateRequired } from '../host/requirements.js'
@@ -23,8 +24,12 @@ export interface Member extends NodeAddress {
 /** The VLAN that machines named in no group of a partition stay in: the one every port starts in. */
 const restVlan = 0
 
-/** Indexes of this process's open networks: two of them with one index would give machines the same addresses. */
-const openIndexes = new Set<number>()
+/**
+ * How many open networks of this process have each index. An index left out is one no open
+ * network has (a machine on two networks of one index would have one address twice); an index
+ * given may repeat, for copies of one topology on switches of their own (the warm pool's groups).
+ */
+const openIndexes = new Map<number, number>()
 
 /**
  * An Ethernet segment between machines: a rootless `vde_switch` of its own, with the machines'
@@ -60,7 +65,7 @@ export class Network implements AsyncDisposable {
       options.signal?.throwIfAborted()
       const tools = { setpriv: await locateRequired('setpriv'), vdeSwitch: await locateRequired('vde-switch') }
       const run = await runDir()
-      const dir = await run.netDir(String(index))
+      const dir = await run.netDir(randomBytes(4).toString('hex'))
       try {
         // vde and QEMU resolve the directory before they bind in it, so its real path has to fit too;
         // the switch is given the run's own path, which the sweep looks for on its command line.
@@ -72,7 +77,7 @@ export class Network implements AsyncDisposable {
         throw error
       }
     } catch (error) {
-      openIndexes.delete(index)
+      releaseIndex(index)
       throw error
     }
   }
@@ -156,7 +161,7 @@ export class Network implements AsyncDisposable {
         await this.vde.stop()
         await rm(this.dir, { recursive: true, force: true })
       } finally {
-        openIndexes.delete(this.index)
+        releaseIndex(this.index)
       }
     })()
     return this.destroying
@@ -205,14 +210,17 @@ function checkName(name: string): void {
 }
 
 function reserveIndex(name: string, wanted: number | undefined): number {
-  if (wanted !== undefined) {
-    nodeAddress(wanted, 1) // a SpecError unless 1..254, as for addresses
-    if (openIndexes.has(wanted)) throw new NetworkError(`index ${wanted} is in use by another open network of this process; leave index out to get a free one`, name)
-  }
-  const index = wanted ?? lowestFree(openIndexes, maxNetworks)
+  if (wanted !== undefined) nodeAddress(wanted, 1) // a SpecError unless 1..254, as for addresses
+  const index = wanted ?? lowestFree(new Set(openIndexes.keys()), maxNetworks)
   if (index === undefined) throw new NetworkError(`all ${maxNetworks} network indexes are in use by open networks of this process`, name)
-  openIndexes.add(index)
+  openIndexes.set(index, (openIndexes.get(index) ?? 0) + 1)
   return index
+}
+
+function releaseIndex(index: number): void {
+  const count = (openIndexes.get(index) ?? 1) - 1
+  if (count > 0) openIndexes.set(index, count)
+  else openIndexes.delete(index)
 }
 
 function lowestFree(taken: ReadonlySet<number>, max: number): number | undefined {
