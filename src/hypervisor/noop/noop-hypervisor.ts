@@ -1,3 +1,4 @@
+import { attachmentNamed } from '../network-choice.js'
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -70,9 +71,10 @@ export class NoopHypervisor implements Hypervisor, Suspending, Snapshotting {
     return { status: this.vms.get(vm.id)?.status ?? 'destroyed' }
   }
 
-  async guestIp(vm: VmHandle): Promise<string> {
+  async guestIp(vm: VmHandle, network?: string): Promise<string> {
     this.lookUp(vm)
-    return '192.0.2.1'
+    if (network === undefined && vm.spec.networks.length === 0) return '192.0.2.1'
+    return attachmentNamed(vm, network).ipv4
   }
 
   consoleEndpoint(): ConsoleEndpoint {
