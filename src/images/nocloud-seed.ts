@@ -3,6 +3,7 @@ import { basename, dirname, join } from 'node:path'
 import { execa } from 'execa'
 import { withDir } from 'tmp-promise'
 import { locateRequired } from '../host/requirements.js'
+import { networkSeedLines } from './seed-network.js'
 
 export interface SeedContents {
   instanceId: string
@@ -25,6 +26,7 @@ export function seedFiles(seed: SeedContents): { metaData: string; userData: str
     `local-hostname: ${seed.hostname}`,
     ...(seed.address ? [`vmharness-address: ${seed.address}`] : []),
     ...(seed.gateway ? [`vmharness-gateway: ${seed.gateway}`] : []),
+    ...networkSeedLines(seed.networks, seed.hosts),
   ].join('\n')
   const userData = [
     '#cloud-config',

@@ -21,7 +21,12 @@ export class GroupInstance implements AsyncDisposable {
     const vms = new Map<string, Vm>()
     const instance = new GroupInstance(topology, networks, vms)
     try {
-      for (const network of topology.networks) networks.set(network.name, await Network.create({ name: network.name, index: network.index, signal: options.signal }))
+      for (const network of topology.networks) {
+        const created = await Network.create({ name: network.name, index: network.index, signal: options.signal })
+        networks.set(network.name, created)
+        // The members by name and number: what partitions name, and the switch port each one has.
+        for (const member of network.members) created.join(member, topology.machines.find((machine) => machine.name === member)?.number)
+      }
       const sockets = new Map([...networks].map(([name, network]) => [name, network.switchSocket]))
       const queue = [...topology.machines]
       const started = new Map<string, Vm>()
