@@ -1,6 +1,7 @@
-import { describe, expect } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { vmTest } from '../../fixtures/vm-test.js'
-import type { Vm } from '../../src/machine/vm.js'
+import { Vm } from '../../src/machine/vm.js'
+import { Network } from '../../src/network/network.js'
 
 // Two tiny machines: left without `networks`, they share one network named 'lan' and are a group.
 const test = vmTest({
@@ -92,5 +93,23 @@ describe('machines on a network', () => {
   test('a test that names one member still holds the whole group, in a consistent state', async ({ client }) => {
     expect(await client.succeed('cat /root/state')).toBe('golden\n')
     await client.succeed('ping -c 1 -W 5 server')
+  })
+})
+
+describe('the library: Network.create and Vm.start({ networks })', () => {
+  it('numbers machines in the order they join, names earlier ones in /etc/hosts, and frees the number when a machine goes', async () => {
+    await using lan = await Network.create({ name: 'office' })
+    await using first = await Vm.start({ image: 'tiny', name: 'alpha', networks: [lan] })
+    const second = await Vm.start({ image: 'tiny', name: 'beta', networks: [lan] })
+    try {
+      expect(await first.guestIp('office')).toBe(`192.168.${lan.index}.1`)
+      expect(await second.guestIp(lan)).toBe(`192.168.${lan.index}.2`)
+      expect(lan.members().map((member) => member.name)).toEqual(['alpha', 'beta'])
+      await second.succeed('ping -c 1 -W 5 alpha')
+      await first.succeed(`ping -c 1 -W 5 ${await second.guestIp()}`)
+    } finally {
+      await second.destroy()
+    }
+    expect(lan.members().map((member) => member.name)).toEqual(['alpha'])
   })
 })

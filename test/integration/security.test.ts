@@ -76,6 +76,10 @@ describe('security basics on a running guest', () => {
     expect(await listenersOn(forwarded)).toEqual(['0100007F'])
   })
 
+  it('guestIp() of a machine on no network is the management address, as the guest reports it', async () => {
+    expect(await vm.guestIp()).toBe('10.0.2.15')
+  })
+
   it("the guest cannot reach the host's loopback through user-mode networking (10.0.2.2), nor the world", async () => {
     const server: Server = createServer((socket) => socket.end('secret-from-host-loopback\n'))
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
