@@ -41,9 +41,11 @@ export class CleanGroup {
     readonly topology: GroupTopology,
     private readonly options: StartOptions = {},
   ) {
-    this.rollback = agreed(topology, 'rollback', 'snapshot')
-    this.snapshotKind = agreed(topology, 'snapshotKind', defaultSnapshotKind)
+    this.rollback = oneOf(agreed(topology, 'rollback', 'snapshot'), 'rollback', ['snapshot', 'reboot', 'none'])
+    this.snapshotKind = oneOf(agreed(topology, 'snapshotKind', defaultSnapshotKind), 'snapshotKind', ['internal', 'external'])
     this.configuredPool = agreed(topology, 'pool', undefined)
+    const pool = this.configuredPool
+    if (pool !== undefined && (!Number.isInteger(pool) || pool < 0 || pool > 16)) throw new SpecError(`must be a whole number from 0 to 16, got ${String(pool)}`, 'pool')
   }
 
   get names(): string[] {
@@ -258,6 +260,11 @@ async function isWhole(instance: GroupInstance): Promise<boolean> {
   }
   const states = await Promise.all(instance.members.map((vm) => vm.state().catch(() => undefined)))
   return states.every((state) => state?.status === 'running' || state?.status === 'paused')
+}
+
+function oneOf<T extends string>(value: T, field: string, choices: readonly T[]): T {
+  if (!choices.includes(value)) throw new SpecError(`must be one of ${choices.map((c) => `'${c}'`).join(', ')}, got '${String(value)}'`, field)
+  return value
 }
 
 /** Machines of one group roll back together, so they must agree on how (the first that says wins; a different word is an error). */

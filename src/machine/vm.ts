@@ -69,11 +69,11 @@ export class Vm implements AsyncDisposable {
   /** Validates the spec, prepares and boots the VM, and waits until it answers SSH. */
   static async start(spec: VmSpec, startOptions: StartOptions = {}): Promise<Vm> {
     const options = { ...startOptions, onProgress: startOptions.onProgress ?? defaultProgress() }
-    const { attachments, joined } = joinSpecNetworks(spec)
+    const { attachments, joined, machine } = joinSpecNetworks(spec)
     try {
       return await Vm.startJoined({ ...spec, networks: attachments }, options, joined)
     } catch (error) {
-      for (const network of joined) network.leave(resolveSpec({ ...spec, networks: [] }).name)
+      for (const network of joined) network.leave(machine)
       throw error
     }
   }
@@ -439,14 +439,14 @@ async function pointAtOutsideProxy(session: SshSession, vmName: string): Promise
 }
 
 /** Network objects in the spec are joined here (a machine number each); attachments given as data pass through. */
-function joinSpecNetworks(spec: VmSpec): { attachments: NetworkAttachment[] | undefined; joined: JoinableNetwork[] } {
+function joinSpecNetworks(spec: VmSpec): { attachments: NetworkAttachment[] | undefined; joined: JoinableNetwork[]; machine: string } {
   const entries = spec.networks
-  if (!Array.isArray(entries)) return { attachments: entries, joined: [] }
-  const choices = entries.filter((entry): entry is NetworkChoice => isJoinable(entry) || isJoinable((entry as { network?: unknown }).network))
-  if (choices.length === 0) return { attachments: entries as NetworkAttachment[], joined: [] }
+  if (!Array.isArray(entries)) return { attachments: entries, joined: [], machine: '' }
+  const choices = entries.filter((entry): entry is NetworkChoice => isJoinable(entry) || isJoinable((entry as { network?: unknown } | null)?.network))
+  if (choices.length === 0) return { attachments: entries as NetworkAttachment[], joined: [], machine: '' }
   if (choices.length !== entries.length) throw new SpecError('mixes Network objects and attachments: give Network objects only', 'networks')
-  const name = resolveSpec({ ...spec, networks: [] }).name
-  return { attachments: joinNetworks(name, choices), joined: choices.map((choice) => (isJoinable(choice) ? choice : choice.network)) }
+  const machine = resolveSpec({ ...spec, networks: [] }).name
+  return { attachments: joinNetworks(machine, choices), joined: choices.map((choice) => (isJoinable(choice) ? choice : choice.network)), machine }
 }
 
 function fileSize(path: string): number {
