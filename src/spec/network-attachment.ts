@@ -66,7 +66,7 @@ export function checkAttachments(value: unknown): NetworkAttachment[] {
   if (value === undefined) return []
   if (!Array.isArray(value)) throw new SpecError('must be an array of networks', 'networks')
   if (value.some(isJoinable) || value.some((entry) => isJoinable((entry as { network?: unknown } | null)?.network))) {
-    throw new SpecError('Network objects are joined by Vm.start; resolveSpec takes attachments only', 'networks')
+    throw new SpecError("Network objects are joined by Vm.start only; for machines rolled back between tests, name their networks in vmTest's 'networks' (or use a CleanGroup)", 'networks')
   }
   if (value.length > maxNetworks) throw new SpecError(`at most ${maxNetworks} networks per machine, got ${value.length}`, 'networks')
   const seen = new Set<number>()
