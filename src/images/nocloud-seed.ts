@@ -3,6 +3,7 @@ import { basename, dirname, join } from 'node:path'
 import { execa } from 'execa'
 import { withDir } from 'tmp-promise'
 import { locateRequired } from '../host/requirements.js'
+import { networkSeedLines } from './seed-network.js'
 
 export interface SeedContents {
   instanceId: string
@@ -12,6 +13,10 @@ export interface SeedContents {
   /** Static address for the tiny guest (CIDR); its default is user-mode networking's 10.0.2.15/24. */
   address?: string
   gateway?: string
+  /** Static addresses on the NICs of virtual networks, each found by its MAC. */
+  networks?: { mac: string; ipv4: string /* CIDR, e.g. 192.168.1.2/24 */; ipv6: string /* CIDR, e.g. 2001:db8:1::2/64 */ }[]
+  /** /etc/hosts lines the guest gets besides localhost: one per address. */
+  hosts?: { address: string; name: string }[]
 }
 
 /** meta-data and user-data in the NoCloud layout that cloud-init and the tiny guest both read. */
@@ -21,6 +26,7 @@ export function seedFiles(seed: SeedContents): { metaData: string; userData: str
     `local-hostname: ${seed.hostname}`,
     ...(seed.address ? [`vmharness-address: ${seed.address}`] : []),
     ...(seed.gateway ? [`vmharness-gateway: ${seed.gateway}`] : []),
+    ...networkSeedLines(seed.networks, seed.hosts),
   ].join('\n')
   const userData = [
     '#cloud-config',
