@@ -14,12 +14,18 @@ export interface Suspending {
   resume(vm: VmHandle): Promise<void>
 }
 
+export interface RestoreOptions {
+  signal?: AbortSignal
+  /** Leave the guest paused once restored (a group is resumed together, once all its members are back). */
+  leavePaused?: boolean
+}
+
 /** Saves and restores the whole VM (memory, devices, disk) by name. */
 export interface Snapshotting {
   /** Saves the whole VM under `name`, replacing an earlier one of that name. */
   snapshot(vm: VmHandle, name: string, options?: SnapshotOptions): Promise<SnapshotInfo>
   /** Puts the VM back to the state saved under `name`; the guest's network connections do not survive. */
-  restore(vm: VmHandle, name: string, options?: { signal?: AbortSignal }): Promise<void>
+  restore(vm: VmHandle, name: string, options?: RestoreOptions): Promise<void>
   listSnapshots(vm: VmHandle): Promise<SnapshotInfo[]>
 }
 
@@ -27,6 +33,12 @@ export interface Snapshotting {
 export interface Keeping {
   /** The VM stops being managed by the backend: destroy no longer reaches it. */
   keep(vm: VmHandle, reason: string): Promise<KeptVm>
+}
+
+/** Takes a VM's link on one of its networks down and up again. */
+export interface Linking {
+  /** The guest sees its carrier drop (or come back) on the NIC of `network`. */
+  setLink(vm: VmHandle, network: string, up: boolean): Promise<void>
 }
 
 export function canSuspend(hypervisor: Hypervisor): hypervisor is Hypervisor & Suspending {
@@ -41,4 +53,8 @@ export function canSnapshot(hypervisor: Hypervisor): hypervisor is Hypervisor & 
 
 export function canKeep(hypervisor: Hypervisor): hypervisor is Hypervisor & Keeping {
   return typeof (hypervisor as Hypervisor & Partial<Keeping>).keep === 'function'
+}
+
+export function canLink(hypervisor: Hypervisor): hypervisor is Hypervisor & Linking {
+  return typeof (hypervisor as Hypervisor & Partial<Linking>).setLink === 'function'
 }

@@ -92,8 +92,11 @@ export interface Hypervisor {
   /** Stops the VM at once and removes every resource it held. */
   destroy(vm: VmHandle): Promise<void>
   state(vm: VmHandle): Promise<VmState>
-  /** The guest's own address on its network. */
-  guestIp(vm: VmHandle): Promise<string>
+  /**
+   * The guest's address on `network` (a network name of its spec), or on its first network when
+   * none is named. A VM on no network: the address its management NIC has, where the backend knows it.
+   */
+  guestIp(vm: VmHandle, network?: string): Promise<string>
   /** Where the serial console is; `{ kind: 'none' }` where the backend has none. */
   consoleEndpoint(vm: VmHandle): ConsoleEndpoint
   /** The last lines the guest printed on its console (empty where there is no console). */

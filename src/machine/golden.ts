@@ -75,6 +75,13 @@ export async function startFromGolden(recipe: GoldenRecipe, options: StartOption
   }
 }
 
+/** The golden key of one recipe, and the backend it was reckoned for (a group's key is made of its members'). */
+export async function recipeGoldenKey(recipe: GoldenRecipe, options: StartOptions = {}): Promise<{ key: string; backend: string }> {
+  const resolved = resolveSpec(recipe.spec)
+  const backend = options.hypervisor?.name ?? (await chooseBackend(resolved.backend))
+  return { key: await goldenKey(resolved, backend, recipe, options), backend }
+}
+
 /** Everything a golden snapshot's saved state depends on: a change to any of them gives another key. */
 export interface GoldenKeyInputs {
   /** Content hash of the running harness code and its image recipes (harnessCodeDigest). */
@@ -98,7 +105,7 @@ export function goldenKeyOf(inputs: GoldenKeyInputs): string {
   const hash = new ContentHash()
     .text('harnessCode', inputs.harnessCode)
     .text('backend', inputs.backend)
-    .text('spec', JSON.stringify({ ...inputs.spec, name: undefined, restoreFrom: undefined, bootTimeoutMs: undefined }))
+    .text('spec', JSON.stringify({ ...inputs.spec, name: undefined, restoreFrom: undefined, bootTimeoutMs: undefined, networks: inputs.spec.networks.map((nic) => ({ ...nic, switchSocket: undefined })) }))
     .text('setup', inputs.setupSource)
     .text('setupKey', inputs.setupKey)
     .text('hypervisorBinary', inputs.hypervisorBinary)

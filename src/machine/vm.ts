@@ -2,10 +2,13 @@ import { statSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Readable } from 'node:stream'
 import { CommandError, HypervisorError, SpecError, SshError, UnsupportedError } from '../errors.js'
-import { canKeep, canSnapshot, canSuspend } from '../hypervisor/capabilities.js'
+import { canKeep, canLink, canSnapshot, canSuspend } from '../hypervisor/capabilities.js'
 import type { Hypervisor, SnapshotInfo, SnapshotOptions, VmHandle, VmState } from '../hypervisor/hypervisor.js'
 import { chooseBackend, hypervisorFor } from '../hypervisor/router.js'
 import type { VmSpec } from '../spec/vm-spec.js'
+import { isJoinable, joinNetworks, type JoinableNetwork, type NetworkAttachment, type NetworkChoice } from '../spec/network-attachment.js'
+import { waitForNetworkAddresses } from './network-readiness.js'
+import { outsideProxyAddress } from '../network/outside-proxy.js'
 import { resolveSpec } from '../spec/vm-spec.js'
 import type { KeptVm } from '../hypervisor/keep/kept-vms.js'
 import { progressReporter, type ProgressReporter } from './progress.js'
@@ -56,6 +59,8 @@ export class Vm implements AsyncDisposable {
     readonly hypervisor: Hypervisor,
     readonly handle: VmHandle,
     private session: SshSession | undefined,
+    /** The networks this VM joined itself (given as Network objects): it leaves them when destroyed. */
+    private readonly joined: JoinableNetwork[],
   ) {
     // A booted guest's whole log is this state's; a clone's log begins with the saved guest's.
     if (handle.restoredFrom) this.markConsoleStart()
@@ -64,6 +69,16 @@ export class Vm implements AsyncDisposable {
   /** Validates the spec, prepares and boots the VM, and waits until it answers SSH. */
   static async start(spec: VmSpec, startOptions: StartOptions = {}): Promise<Vm> {
     const options = { ...startOptions, onProgress: startOptions.onProgress ?? defaultProgress() }
+    const { attachments, joined } = joinSpecNetworks(spec)
+    try {
+      return await Vm.startJoined({ ...spec, networks: attachments }, options, joined)
+    } catch (error) {
+      for (const network of joined) network.leave(resolveSpec({ ...spec, networks: [] }).name)
+      throw error
+    }
+  }
+
+  private static async startJoined(spec: VmSpec, options: StartOptions, joined: JoinableNetwork[]): Promise<Vm> {
     const resolved = resolveSpec(spec)
     const hypervisor = options.hypervisor ?? hypervisorFor(await chooseBackend(resolved.backend))
     if (options.hypervisor && resolved.backend !== 'auto' && resolved.backend !== options.hypervisor.name) {
@@ -77,9 +92,14 @@ export class Vm implements AsyncDisposable {
         session = handle.restoredFrom
           ? await reconnectAfterRestore(hypervisor, handle, options.signal)
           : await waitForBoot(hypervisor, handle, handle.ssh, { timeoutMs: resolved.bootTimeoutMs ?? defaultBootTimeoutMs[handle.accel], signal: options.signal, onProgress: options.onProgress })
-        if (!handle.restoredFrom) await prepareFreshGuest(session, handle.name)
+        if (!handle.restoredFrom) await prepareFreshGuest(session, handle.name, resolved.outsideAccess)
+        const ready = session
+        await waitForNetworkAddresses(handle.name, (command, execOptions) => ready.exec(command, execOptions), resolved.networks, options.signal).catch((error: unknown) => {
+          ready.close()
+          throw error
+        })
       }
-      return new Vm(hypervisor, handle, session)
+      return new Vm(hypervisor, handle, session, joined)
     } catch (error) {
       await hypervisor.destroy(handle)
       throw error
@@ -221,8 +241,55 @@ export class Vm implements AsyncDisposable {
     return this.hypervisor.state(this.handle)
   }
 
-  guestIp(): Promise<string> {
-    return this.hypervisor.guestIp(this.handle)
+  /**
+   * The guest's address on `network` (its first network when none is named): 192.168.k.n. On no
+   * network, the address of its management NIC as the guest itself reports it (reachable only
+   * from inside the guest: the host reaches it through SSH and `forwardPort`).
+   */
+  async guestIp(network?: string | JoinableNetwork): Promise<string> {
+    const name = typeof network === 'string' || network === undefined ? network : network.name
+    if (name === undefined && this.handle.spec.networks.length === 0 && this.handle.ssh) return this.managementAddress()
+    return this.hypervisor.guestIp(this.handle, name)
+  }
+
+  /** The guest's IPv6 address on `network` (its first network when none is named): 2001:db8:k::n. */
+  guestIp6(network?: string | JoinableNetwork): string {
+    return this.attachment(network).ipv6
+  }
+
+  /** The networks this VM is on, with its addresses there. */
+  get networks(): readonly NetworkAttachment[] {
+    return this.handle.spec.networks
+  }
+
+  /** Takes the VM's link on `network` (its first when none is named) down: the guest sees its carrier drop and nothing passes either way. */
+  async block(network?: string | JoinableNetwork): Promise<void> {
+    const attachment = this.attachment(network)
+    await this.capable(canLink, 'block').setLink(this.handle, attachment.network, false)
+  }
+
+  /** Brings the link `block` took down back up. */
+  async unblock(network?: string | JoinableNetwork): Promise<void> {
+    const attachment = this.attachment(network)
+    await this.capable(canLink, 'unblock').setLink(this.handle, attachment.network, true)
+  }
+
+  private attachment(network: string | JoinableNetwork | undefined): NetworkAttachment {
+    const name = typeof network === 'string' || network === undefined ? network : network.name
+    const attachments = this.handle.spec.networks
+    const found = name === undefined ? attachments[0] : attachments.find((attachment) => attachment.network === name)
+    if (!found) {
+      const on = attachments.map((attachment) => `'${attachment.network}'`).join(', ')
+      throw new SpecError(name === undefined ? `machine '${this.name}' is on no network` : `machine '${this.name}' is not on network '${name}' (it is on ${on || 'none'})`, 'network')
+    }
+    return found
+  }
+
+  private async managementAddress(): Promise<string> {
+    const route = await this.succeed('ip -o -4 route get 10.0.2.2')
+    const address = /\bsrc\s+([0-9.]+)/.exec(route)?.[1]
+    if (!address) throw new HypervisorError(`cannot tell the management address from 'ip route get': ${route.trim()}`, { vm: this.name })
+    return address
   }
 
   consoleTail(lines = 20): Promise<string> {
@@ -234,20 +301,29 @@ export class Vm implements AsyncDisposable {
    * writes a directory that `restoreFrom` can start any number of clones from.
    */
   async snapshot(name: string, options: SnapshotOptions = {}): Promise<SnapshotInfo> {
-    const hypervisor = this.capable(canSnapshot, 'snapshot')
-    this.requireAlive('snapshot')
-    const info = await hypervisor.snapshot(this.handle, name, options)
+    const info = await this.saveOnly(name, options)
     // The guest was paused while it was saved, and its clock stood still meanwhile.
-    if (this.session && !this.session.isClosed) {
-      await refreshGuest(this.session, this.name).catch((error: Error) => {
-        throw new HypervisorError(`snapshot '${name}' was saved, but setting the guest clock afterwards failed: ${error.message}`, { vm: this.name, cause: error })
-      })
-    }
+    await this.refreshAfterPause(`snapshot '${name}' was saved`)
     return info
   }
 
   /** Puts the VM back to a snapshot, reconnects SSH, reseeds the guest RNG and sets its clock from the host before returning. */
   async restore(name: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.restoreOnly(name, options)
+    await this.reconnect(options.signal)
+  }
+
+  /**
+   * The halves of snapshot and restore, for machines handled together (see machine/vm-group.ts):
+   * the save or load alone, leaving the guest as it was (or paused), with no SSH work.
+   */
+  async saveOnly(name: string, options: SnapshotOptions = {}): Promise<SnapshotInfo> {
+    const hypervisor = this.capable(canSnapshot, 'snapshot')
+    this.requireAlive('snapshot')
+    return hypervisor.snapshot(this.handle, name, options)
+  }
+
+  async restoreOnly(name: string, options: { signal?: AbortSignal; leavePaused?: boolean } = {}): Promise<void> {
     const hypervisor = this.capable(canSnapshot, 'restore')
     this.requireAlive('restore')
     // An unknown name fails here with the VM untouched, so the old session is kept until the restore went ahead.
@@ -255,7 +331,19 @@ export class Vm implements AsyncDisposable {
     this.session?.close()
     this.session = undefined
     this.markConsoleStart()
-    if (this.handle.ssh) this.session = await reconnectAfterRestore(this.hypervisor, this.handle, options.signal)
+  }
+
+  /** A new SSH session after `restoreOnly`, with the guest's RNG reseeded and clock set. */
+  async reconnect(signal?: AbortSignal): Promise<void> {
+    if (this.handle.ssh) this.session = await reconnectAfterRestore(this.hypervisor, this.handle, signal)
+  }
+
+  /** The guest's clock stood still while it was paused, and a saved state's RNG must not be shared: both renewed. */
+  async refreshAfterPause(what = 'the VM was paused'): Promise<void> {
+    if (!this.session || this.session.isClosed) return
+    await refreshGuest(this.session, this.name).catch((error: Error) => {
+      throw new HypervisorError(`${what}, but setting the guest clock afterwards failed: ${error.message}`, { vm: this.name, cause: error })
+    })
   }
 
   /**
@@ -287,6 +375,7 @@ export class Vm implements AsyncDisposable {
     if (this.relinquished) return
     await this.relinquish()
     await this.hypervisor.destroy(this.handle)
+    for (const network of this.joined.splice(0)) network.leave(this.name)
   }
 
   /** Gives up this handle's hold on the VM (destroyed or kept): its SSH session and port forwards. */
@@ -336,6 +425,30 @@ export class Vm implements AsyncDisposable {
   }
 }
 
+/** Tells login shells and apt (where there is one) to go out through the harness's proxy. */
+async function pointAtOutsideProxy(session: SshSession, vmName: string): Promise<void> {
+  const url = `http://${outsideProxyAddress.host}:${outsideProxyAddress.port}`
+  const script = [
+    'mkdir -p /etc/profile.d',
+    `printf 'export http_proxy=${url} https_proxy=${url} HTTP_PROXY=${url} HTTPS_PROXY=${url}\\n' > /etc/profile.d/vmharness-proxy.sh`,
+    `{ grep -qs vmharness-proxy /etc/profile || printf '. /etc/profile.d/vmharness-proxy.sh # vmharness-proxy\\n' >> /etc/profile; }`,
+    `if [ -d /etc/apt/apt.conf.d ]; then printf 'Acquire::http::Proxy "${url}";\\nAcquire::https::Proxy "${url}";\\n' > /etc/apt/apt.conf.d/80vmharness-proxy; fi`,
+  ].join(' && ')
+  const result = await session.exec(script)
+  if (result.exitCode !== 0) throw new HypervisorError(`could not point the guest at the outside-access proxy: ${result.stderr.trim()}`, { vm: vmName })
+}
+
+/** Network objects in the spec are joined here (a machine number each); attachments given as data pass through. */
+function joinSpecNetworks(spec: VmSpec): { attachments: NetworkAttachment[] | undefined; joined: JoinableNetwork[] } {
+  const entries = spec.networks
+  if (!Array.isArray(entries)) return { attachments: entries, joined: [] }
+  const choices = entries.filter((entry): entry is NetworkChoice => isJoinable(entry) || isJoinable((entry as { network?: unknown }).network))
+  if (choices.length === 0) return { attachments: entries as NetworkAttachment[], joined: [] }
+  if (choices.length !== entries.length) throw new SpecError('mixes Network objects and attachments: give Network objects only', 'networks')
+  const name = resolveSpec({ ...spec, networks: [] }).name
+  return { attachments: joinNetworks(name, choices), joined: choices.map((choice) => (isJoinable(choice) ? choice : choice.network)) }
+}
+
 function fileSize(path: string): number {
   try {
     return statSync(path).size
@@ -348,10 +461,11 @@ function fileSize(path: string): number {
  * A booted guest gets the refresh program that every restore of its states runs, and a clock
  * set as precisely as a restored one (its own start-up set it to the second at best).
  */
-async function prepareFreshGuest(session: SshSession, vmName: string): Promise<void> {
+async function prepareFreshGuest(session: SshSession, vmName: string, outsideAccess: boolean): Promise<void> {
   try {
     await installGuestRefresh(session, vmName)
     await refreshGuest(session, vmName)
+    if (outsideAccess) await pointAtOutsideProxy(session, vmName)
   } catch (error) {
     session.close()
     throw error

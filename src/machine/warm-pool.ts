@@ -1,23 +1,28 @@
 import { availableMemoryMiB } from '../host/free-memory.js'
 import type { Vm } from './vm.js'
 
-type Outcome = { vm: Vm } | { error: unknown }
+/** What a pool holds: a VM, or a group of them that is made clean and disposed of as one. */
+export interface Disposable {
+  destroy(): Promise<void>
+}
 
-export interface WarmPoolOptions {
+type Outcome<T> = { vm: T } | { error: unknown }
+
+export interface WarmPoolOptions<T extends Disposable = Vm> {
   size: number
-  /** Guest memory of one VM: a VM is added only while the host has room for it and a reserve. */
+  /** Guest memory of one entry (all its VMs): one is added only while the host has room for it and a reserve. */
   memoryMiB: number
   /** Host memory left untouched, in MiB. */
   reserveMiB?: number
   /** Host memory available now, in MiB; the host's own figure unless given. */
   availableMiB?: () => number
   /** A new clean VM. */
-  start: () => Promise<Vm>
+  start: () => Promise<T>
   /**
    * Brings a VM the pool handed out back to the clean state, in place. Without it, used VMs are
    * never taken back: each take is replaced by a new one.
    */
-  recycle?: (vm: Vm) => Promise<Vm>
+  recycle?: (vm: T) => Promise<T>
 }
 
 /** QEMU's own overhead beside the guest's RAM (measured: ~100 MiB for a 256 MiB tiny guest). */
@@ -29,13 +34,13 @@ const perVmOverheadMiB = 128
  * is made clean again while the next test runs, so `size` VMs wait beside the one in use.
  * Never holds more VMs than free memory allows.
  */
-export class WarmPool {
-  private readonly ready: Promise<Outcome>[] = []
+export class WarmPool<T extends Disposable = Vm> {
+  private readonly ready: Promise<Outcome<T>>[] = []
   /** Handed out and expected back (recycling only): they count towards the pool's size. */
-  private readonly lent = new Set<Vm>()
+  private readonly lent = new Set<T>()
   private closed = false
 
-  constructor(private readonly options: WarmPoolOptions) {}
+  constructor(private readonly options: WarmPoolOptions<T>) {}
 
   /** Starts VMs until the pool is full or the host has no room for another. */
   fill(): void {
@@ -46,7 +51,7 @@ export class WarmPool {
   }
 
   /** The oldest VM in the pool once it is clean; undefined when the pool is empty. */
-  async take(): Promise<Vm | undefined> {
+  async take(): Promise<T | undefined> {
     const next = this.ready.shift()
     // A recycling pool refills only once the VM counts as lent, or it would start one too many.
     if (!this.options.recycle || !next) this.fill()
@@ -64,14 +69,14 @@ export class WarmPool {
   }
 
   /** Takes back a VM it handed out, to be made clean again; false when the caller must dispose of it. */
-  takeBack(vm: Vm): boolean {
+  takeBack(vm: T): boolean {
     if (this.closed || !this.options.recycle || !this.lent.delete(vm)) return false
     this.ready.push(settle(this.options.recycle(vm)))
     return true
   }
 
   /** A VM handed out will not come back (kept for debugging, say): another is started in its place. */
-  forget(vm: Vm): void {
+  forget(vm: T): void {
     if (this.lent.delete(vm)) this.fill()
   }
 
@@ -94,6 +99,6 @@ export class WarmPool {
   }
 }
 
-function settle(vm: Promise<Vm>): Promise<Outcome> {
+function settle<T>(vm: Promise<T>): Promise<Outcome<T>> {
   return vm.then((ready) => ({ vm: ready }), (error: unknown) => ({ error }))
 }

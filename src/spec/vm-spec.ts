@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { totalmem } from 'node:os'
 import { join } from 'node:path'
 import { SpecError } from '../errors.js'
+import { checkAttachments, type NetworkAttachment, type NetworkChoice } from './network-attachment.js'
 
 export type AcceleratorChoice = 'kvm' | 'tcg' | 'auto'
 export type MachineType = 'pc' | 'microvm'
@@ -47,6 +48,17 @@ export interface VmSpec {
    * default to what it was saved with.
    */
   restoreFrom?: string
+  /**
+   * Virtual networks to join: a NIC on each, with static addresses (machine n on network k is
+   * 192.168.k.n and 2001:db8:k::n) and /etc/hosts names for the machines on it. `Vm.start` takes
+   * `Network` objects; resolved specs carry the attachments.
+   */
+  networks?: (NetworkChoice | NetworkAttachment)[]
+  /**
+   * Lets the guest reach the outside world through its management NIC (a setup that runs
+   * `apt-get install`, say). Off by default: the guest reaches neither the world nor the host.
+   */
+  outsideAccess?: boolean
 }
 
 export interface ResolvedSpec {
@@ -61,6 +73,8 @@ export interface ResolvedSpec {
   kernel: string | undefined
   kernelArgs: string[]
   restoreFrom: string | undefined
+  networks: NetworkAttachment[]
+  outsideAccess: boolean
 }
 
 const limits = { memoryMin: 64, memoryMax: 1024 * 1024, cpusMax: 256 }
@@ -109,7 +123,14 @@ export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env):
     kernel: spec.kernel,
     kernelArgs: spec.kernelArgs ?? [],
     restoreFrom: spec.restoreFrom,
+    networks: checkAttachments(spec.networks),
+    outsideAccess: checkBoolean(spec.outsideAccess ?? false, 'outsideAccess'),
   }
+}
+
+function checkBoolean(value: unknown, field: string): boolean {
+  if (typeof value !== 'boolean') throw new SpecError(`must be true or false, got ${String(value)}`, field)
+  return value
 }
 
 /**

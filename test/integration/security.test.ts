@@ -1,4 +1,5 @@
 import { readFile, stat } from 'node:fs/promises'
+import { createServer, type AddressInfo, type Server } from 'node:net'
 import { dirname, join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { HostKeyMismatchError } from '../../src/errors.js'
@@ -73,6 +74,22 @@ describe('security basics on a running guest', () => {
     await vm.succeed('httpd -p 127.0.0.1:8000 -h /tmp')
     const forwarded = await vm.forwardPort(8000)
     expect(await listenersOn(forwarded)).toEqual(['0100007F'])
+  })
+
+  it("the guest cannot reach the host's loopback through user-mode networking (10.0.2.2), nor the world", async () => {
+    const server: Server = createServer((socket) => socket.end('secret-from-host-loopback\n'))
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    try {
+      const port = (server.address() as AddressInfo).port
+      // The same fetch through 10.0.2.2 printed the secret on a guest without restrict=on.
+      const result = await vm.exec(`nc -w 3 10.0.2.2 ${port} </dev/null; echo "exit $?"`)
+      expect(result.stdout).not.toContain('secret-from-host-loopback')
+      expect(result.stdout).toMatch(/exit [1-9]/)
+      const outside = await vm.exec('nc -w 3 192.0.2.1 80 </dev/null; echo "exit $?"')
+      expect(outside.stdout).toMatch(/exit [1-9]/)
+    } finally {
+      server.close()
+    }
   })
 
   it('run directories are 0700 and key files 0600', async () => {

@@ -22,9 +22,21 @@ function optionAfter(argv: string[], flag: string): string[] {
 }
 
 describe('buildQemuArgv', () => {
-  it('forwards SSH from 127.0.0.1 only', () => {
+  it('forwards SSH from 127.0.0.1 only, and fences the guest in (restrict=on)', () => {
     const netdev = optionAfter(buildQemuArgv(launch), '-netdev')
-    expect(netdev).toEqual(['user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22'])
+    expect(netdev).toEqual(['user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22'])
+  })
+
+  it('lets the guest out only through the proxy forward, and only when the machine asks for outside access', () => {
+    const netdev = optionAfter(buildQemuArgv({ ...launch, outsideAccess: true, outsideProxyCommand: '/usr/bin/node -e x /run/a,b/outside.sock' }), '-netdev')[0]
+    expect(netdev).toBe('user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22,guestfwd=tcp:10.0.2.100:3128-cmd:/usr/bin/node -e x /run/a,,b/outside.sock')
+  })
+
+  it('adds a NIC per network after the management NIC, on the switch port of its machine number', () => {
+    const argv = buildQemuArgv({ ...launch, networks: [{ index: 2, node: 3, mac: '52:54:00:12:02:03', switchSocket: '/run/net,1/sw' }] })
+    expect(optionAfter(argv, '-netdev')).toEqual(['user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22', 'vde,id=vnet2,sock=/run/net,,1/sw,port=3'])
+    const nics = optionAfter(argv, '-device').filter((device) => device.startsWith('virtio-net'))
+    expect(nics).toEqual(['virtio-net-pci,netdev=net0,id=net0-dev,romfile=', 'virtio-net-pci,netdev=vnet2,id=vnet2-dev,mac=52:54:00:12:02:03,romfile='])
   })
 
   it('keeps the kernel command line as one argument', () => {

@@ -4,6 +4,7 @@ import { freeLoopbackPort } from '../../host/free-port.js'
 import { consoleLogTail } from '../console-text.js'
 import { describeExit } from '../hypervisor.js'
 import { keepMode } from '../keep/keep-mode.js'
+import { proxyBridgeCommand, sharedOutsideProxy } from '../../network/outside-proxy.js'
 import type { QemuHostTools } from './host-tools.js'
 import { migrateFromInheritedFd, openStateFile } from './migration-file.js'
 import { buildQemuArgv } from './qemu-argv.js'
@@ -18,10 +19,11 @@ const restoreTimeoutMs = 120_000
  * Spawns QEMU (on a free port, retried when another process takes it first), connects its QMP
  * monitor, and loads the VM's incoming state when there is one.
  */
-export async function launchQemu(vmName: string, record: QemuVm, tools: QemuHostTools, signal?: AbortSignal): Promise<void> {
+export async function launchQemu(vmName: string, record: QemuVm, tools: QemuHostTools, signal?: AbortSignal, options: { leavePaused?: boolean } = {}): Promise<void> {
   const incoming = record.incomingState
   record.launch.incoming = incoming !== undefined
   record.launch.diskIo = tools.diskIo
+  if (record.launch.outsideAccess) record.launch.outsideProxyCommand = proxyBridgeCommand((await sharedOutsideProxy()).socketPath)
   for (let attempt = 1; ; attempt++) {
     record.launch.sshHostPort = record.ssh.port = await freeLoopbackPort()
     const state = incoming ? await openStateFile(incoming) : undefined
@@ -39,7 +41,7 @@ export async function launchQemu(vmName: string, record: QemuVm, tools: QemuHost
         qmp.close()
         if (record.process === process) record.settleExit(info)
       })
-      if (incoming) await loadIncoming(qmp, process)
+      if (incoming) await loadIncoming(qmp, process, options.leavePaused ?? false)
       record.incomingState = undefined
       return
     } catch (error) {
@@ -65,9 +67,9 @@ function connectMonitor(qmpSocket: string, process: QemuProcess, signal?: AbortS
   return unlessExited(process, 'during start-up', QmpClient.connect(qmpSocket, { timeoutMs: 30_000, signal }))
 }
 
-async function loadIncoming(qmp: QmpClient, process: QemuProcess): Promise<void> {
+async function loadIncoming(qmp: QmpClient, process: QemuProcess, leavePaused: boolean): Promise<void> {
   await unlessExited(process, 'while loading', migrateFromInheritedFd(qmp, restoreTimeoutMs))
-  await qmp.execute('cont')
+  if (!leavePaused) await qmp.execute('cont')
 }
 
 /** Rejects at once with QEMU's exit (and its stderr) when the process ends before `work` settles. */

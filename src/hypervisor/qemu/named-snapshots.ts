@@ -1,5 +1,6 @@
 import { join } from 'node:path'
 import { SnapshotError, SpecError } from '../../errors.js'
+import type { RestoreOptions } from '../capabilities.js'
 import type { SnapshotInfo, SnapshotOptions, VmHandle } from '../hypervisor.js'
 import type { QemuHostTools } from './host-tools.js'
 import { loadOnNextLaunch } from './incoming-state.js'
@@ -32,17 +33,17 @@ export async function takeSnapshot(
 }
 
 /** Puts the VM back to the snapshot saved as `name`: in the same process (internal), or by a relaunch (external). */
-export async function restoreSnapshot(vm: VmHandle, record: QemuVm, name: string, hostTools: () => Promise<QemuHostTools>, signal?: AbortSignal): Promise<void> {
+export async function restoreSnapshot(vm: VmHandle, record: QemuVm, name: string, hostTools: () => Promise<QemuHostTools>, options: RestoreOptions = {}): Promise<void> {
   const snapshot = record.snapshots.get(name)
   if (!snapshot) {
     const known = [...record.snapshots.keys()].map((n) => `'${n}'`).join(', ') || 'none'
     throw new SnapshotError(`no such snapshot in this VM (it has: ${known})`, name, { vm: vm.name })
   }
   if (snapshot.info.kind === 'internal') {
-    await loadInternalSnapshot(record, monitorOf(record, vm.name), snapshot)
+    await loadInternalSnapshot(record, monitorOf(record, vm.name), snapshot, options.leavePaused)
     return
   }
-  await relaunchFrom(vm, record, snapshot.info.path ?? '', hostTools, signal)
+  await relaunchFrom(vm, record, snapshot.info.path ?? '', hostTools, options)
 }
 
 export function checkSnapshotName(name: unknown): void {
@@ -56,7 +57,7 @@ export function checkSnapshotName(name: unknown): void {
  * on a fresh overlay over the frozen disk and loads the RAM state. Internal snapshots lived in
  * the old overlay and go with it.
  */
-async function relaunchFrom(vm: VmHandle, record: QemuVm, from: string, hostTools: () => Promise<QemuHostTools>, signal?: AbortSignal): Promise<void> {
+async function relaunchFrom(vm: VmHandle, record: QemuVm, from: string, hostTools: () => Promise<QemuHostTools>, options: RestoreOptions): Promise<void> {
   const saved = await readSavedState(from)
   const old = record.process
   record.process = undefined
@@ -68,5 +69,5 @@ async function relaunchFrom(vm: VmHandle, record: QemuVm, from: string, hostTool
   record.qmp = undefined
   for (const [name, snapshot] of record.snapshots) if (snapshot.info.kind === 'internal') record.snapshots.delete(name)
   await loadOnNextLaunch(record, saved, (await hostTools()).qemuImg)
-  await launchQemu(vm.name, record, await hostTools(), signal)
+  await launchQemu(vm.name, record, await hostTools(), options.signal, { leavePaused: options.leavePaused })
 }

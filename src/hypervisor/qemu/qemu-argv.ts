@@ -1,4 +1,5 @@
 import type { MachineType } from '../../spec/vm-spec.js'
+import { outsideProxyAddress } from '../../network/outside-proxy.js'
 import type { DiskIoMode } from './disk-io.js'
 
 export interface QemuLaunch {
@@ -19,8 +20,26 @@ export interface QemuLaunch {
   consoleLog: string
   /** Start paused, waiting for `migrate-incoming` (restoring a saved state); stays paused until `cont`. */
   incoming?: boolean
+  /** One NIC per virtual network, after the management NIC: on the network's switch, at the port of its machine number. */
+  networks?: QemuNetworkNic[]
+  /** The guest may reach the world through the harness's HTTP proxy (see outside-proxy.ts); else the management NIC carries the host's SSH and nothing else. */
+  outsideAccess?: boolean
+  /** The program QEMU runs per guest connection to the proxy; filled in at launch (it names this run's socket). */
+  outsideProxyCommand?: string
   /** How QEMU reads and writes the VM's own disk file; QEMU's default (threads) when unset. A host matter, not part of a saved state. */
   diskIo?: DiskIoMode
+}
+
+export interface QemuNetworkNic {
+  index: number
+  node: number
+  mac: string
+  switchSocket: string
+}
+
+/** The ids of network k's netdev and NIC; QMP's `set_link` names the NIC, so the guest sees its carrier go. */
+export function networkIds(index: number): { netdev: string; device: string } {
+  return { netdev: `vnet${index}`, device: `vnet${index}-dev` }
 }
 
 /**
@@ -62,11 +81,15 @@ export function buildQemuArgv(launch: QemuLaunch): string[] {
       `virtio-blk-${bus},drive=seed,id=seed-dev`,
     )
   }
+  // restrict=on: the guest reaches no address outside the VM (neither the world nor, through
+  // 10.0.2.2, the host's loopback); the host's forward to its sshd and the proxy forward still work.
+  const proxy = launch.outsideAccess ? `,guestfwd=tcp:${outsideProxyAddress.host}:${outsideProxyAddress.port}-cmd:${escapeOptionValue(launch.outsideProxyCommand ?? 'PROXY')}` : ''
+  argv.push('-netdev', `user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${launch.sshHostPort}-:22${proxy}`, '-device', `virtio-net-${bus},netdev=net0,id=net0-dev${nicRom}`)
+  for (const nic of launch.networks ?? []) {
+    const { netdev, device } = networkIds(nic.index)
+    argv.push('-netdev', `vde,id=${netdev},sock=${escapeOptionValue(nic.switchSocket)},port=${nic.node}`, '-device', `virtio-net-${bus},netdev=${netdev},id=${device},mac=${nic.mac}${nicRom}`)
+  }
   argv.push(
-    '-netdev',
-    `user,id=net0,hostfwd=tcp:127.0.0.1:${launch.sshHostPort}-:22`,
-    '-device',
-    `virtio-net-${bus},netdev=net0,id=net0-dev${nicRom}`,
     '-device',
     `virtio-rng-${bus},id=rng0`,
     '-chardev',

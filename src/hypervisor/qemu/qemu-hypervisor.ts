@@ -1,7 +1,8 @@
 import { rm } from 'node:fs/promises'
 import { HypervisorError } from '../../errors.js'
 import type { ResolvedSpec } from '../../spec/vm-spec.js'
-import type { Keeping, Snapshotting, Suspending } from '../capabilities.js'
+import type { Keeping, Linking, RestoreOptions, Snapshotting, Suspending } from '../capabilities.js'
+import { attachmentNamed } from '../network-choice.js'
 import { consoleLogTail } from '../console-text.js'
 import {
   describeExit,
@@ -19,12 +20,13 @@ import { hostToolsLookup } from './host-tools.js'
 import { keepRunning } from './keep-running.js'
 import { launchQemu } from './launch.js'
 import { checkSnapshotName, restoreSnapshot, takeSnapshot } from './named-snapshots.js'
-import { buildQemuArgv } from './qemu-argv.js'
+import { buildQemuArgv, networkIds } from './qemu-argv.js'
 import { QemuVms } from './qemu-vm.js'
 import { stopProcess } from './stop-escalation.js'
 import { prepareBoot, prepareClone } from './vm-preparation.js'
 
-const guestAddress = '10.0.2.15'
+/** User-mode networking gives the guest this address (from its DHCP range, or set by the image). */
+const managementAddress = '10.0.2.15'
 
 export interface QemuHypervisorOptions {
   /** 'auto' (default): io_uring where a probe shows this QEMU and host allow it, else threads. */
@@ -32,7 +34,7 @@ export interface QemuHypervisorOptions {
 }
 
 /** Runs each VM as its own QEMU process, driven by argv arrays and QMP over a unix socket. */
-export class QemuHypervisor implements Hypervisor, Suspending, Snapshotting, Keeping {
+export class QemuHypervisor implements Hypervisor, Suspending, Snapshotting, Keeping, Linking {
   readonly name = 'qemu' as const
   private readonly vms = new QemuVms()
   private readonly hostTools: ReturnType<typeof hostToolsLookup>
@@ -91,8 +93,8 @@ export class QemuHypervisor implements Hypervisor, Suspending, Snapshotting, Kee
     return takeSnapshot(vm, this.vms.lookUp(vm), name, options, this.hostTools)
   }
 
-  async restore(vm: VmHandle, name: string, options: { signal?: AbortSignal } = {}): Promise<void> {
-    await restoreSnapshot(vm, this.vms.lookUp(vm), name, this.hostTools, options.signal)
+  async restore(vm: VmHandle, name: string, options: RestoreOptions = {}): Promise<void> {
+    await restoreSnapshot(vm, this.vms.lookUp(vm), name, this.hostTools, options)
   }
 
   async listSnapshots(vm: VmHandle): Promise<SnapshotInfo[]> {
@@ -114,9 +116,15 @@ export class QemuHypervisor implements Hypervisor, Suspending, Snapshotting, Kee
     }
   }
 
-  async guestIp(vm: VmHandle): Promise<string> {
+  async guestIp(vm: VmHandle, network?: string): Promise<string> {
     this.vms.lookUp(vm)
-    return guestAddress
+    if (network === undefined && vm.spec.networks.length === 0) return managementAddress
+    return attachmentNamed(vm, network).ipv4
+  }
+
+  async setLink(vm: VmHandle, network: string, up: boolean): Promise<void> {
+    const { index } = attachmentNamed(vm, network)
+    await this.vms.monitor(vm).execute('set_link', { name: networkIds(index).device, up })
   }
 
   consoleEndpoint(vm: VmHandle): ConsoleEndpoint {

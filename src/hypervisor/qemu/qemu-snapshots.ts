@@ -29,8 +29,8 @@ export async function saveInternalSnapshot(record: QemuVm, qmp: QmpClient, name:
   return { info: { name, kind: 'internal', path: undefined, createdAt: new Date() }, node: record.diskNode }
 }
 
-/** `snapshot-load` in the same process; the VM runs afterwards whatever state it was in. */
-export async function loadInternalSnapshot(record: QemuVm, qmp: QmpClient, snapshot: QemuSnapshot): Promise<void> {
+/** `snapshot-load` in the same process; the VM runs afterwards whatever state it was in, unless asked to stay paused. */
+export async function loadInternalSnapshot(record: QemuVm, qmp: QmpClient, snapshot: QemuSnapshot, leavePaused = false): Promise<void> {
   const name = snapshot.info.name
   if (snapshot.node !== record.diskNode) {
     throw new SnapshotError('lived in a disk layer that a later external snapshot or restore replaced; take it again', name)
@@ -38,7 +38,8 @@ export async function loadInternalSnapshot(record: QemuVm, qmp: QmpClient, snaps
   try {
     await runJob(qmp, 'snapshot-load', { tag: name, vmstate: snapshot.node, devices: [snapshot.node] }, snapshotTimeoutMs)
     const status = await qmp.execute<{ running: boolean }>('query-status')
-    if (!status.running) await qmp.execute('cont')
+    if (leavePaused && status.running) await qmp.execute('stop')
+    if (!leavePaused && !status.running) await qmp.execute('cont')
   } catch (error) {
     throw new SnapshotError(`could not be restored: ${(error as Error).message}`, name, { cause: error })
   }
@@ -78,12 +79,12 @@ export async function saveExternalSnapshot(
     await migrateToFile(qmp, join(record.dir, 'migrate.sock'), join(dir, savedStateFiles.state), snapshotTimeoutMs)
     if (record.launch.seedIso) await copyFile(record.launch.seedIso, join(dir, savedStateFiles.seed))
     await copyFile(record.launch.consoleLog, join(dir, savedStateFiles.console)).catch(() => undefined)
-    const { accel, machine, memoryMiB, cpus, kernel, initrd, kernelArgs } = record.launch
+    const { accel, machine, memoryMiB, cpus, kernel, initrd, kernelArgs, networks, outsideAccess } = record.launch
     await writeSavedStateMeta(
       dir,
       {
         name,
-        launch: { accel, machine, memoryMiB, cpus, kernel, initrd, kernelArgs },
+        launch: { accel, machine, memoryMiB, cpus, kernel, initrd, kernelArgs, networks, outsideAccess },
         hasSeed: record.launch.seedIso !== undefined,
         ssh: { user: record.ssh.user, hostKey: record.ssh.hostKey },
         readyMarker: markers.readyMarker,

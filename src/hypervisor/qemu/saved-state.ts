@@ -19,7 +19,7 @@ export const savedStateFiles = { disk: 'disk.qcow2', state: 'state.bin', seed: '
 
 const formatVersion = 2
 
-export type SavedLaunch = Pick<QemuLaunch, 'accel' | 'machine' | 'memoryMiB' | 'cpus' | 'kernel' | 'initrd' | 'kernelArgs'>
+export type SavedLaunch = Pick<QemuLaunch, 'accel' | 'machine' | 'memoryMiB' | 'cpus' | 'kernel' | 'initrd' | 'kernelArgs' | 'networks' | 'outsideAccess'>
 
 export interface SavedStateMeta {
   format: number
@@ -51,6 +51,7 @@ export function deviceFingerprint(launch: SavedLaunch, hasSeed: boolean): string
     kernel: launch.kernel ? 'KERNEL' : undefined,
     initrd: launch.initrd ? 'INITRD' : undefined,
     kernelArgs: [],
+    networks: launch.networks?.map((nic) => ({ ...nic, switchSocket: 'SWITCH' })),
     disk: 'DISK',
     seedIso: hasSeed ? 'SEED' : undefined,
     sshHostPort: 0,
@@ -138,6 +139,8 @@ export function launchDifferences(saved: SavedStateMeta, launch: SavedLaunch, ha
     ['machine', saved.launch.machine, launch.machine],
     ['accelerator', saved.launch.accel, launch.accel],
     ['seed disk', saved.hasSeed, hasSeed],
+    ['networks', describeNics(saved.launch), describeNics(launch)],
+    ['outside access', saved.launch.outsideAccess ?? false, launch.outsideAccess ?? false],
   ]
   for (const [field, was, now] of fields) {
     if (was !== now) differences.push(`${field}: saved with ${String(was)}, asked for ${String(now)}`)
@@ -146,6 +149,11 @@ export function launchDifferences(saved: SavedStateMeta, launch: SavedLaunch, ha
     differences.push('the device set differs (saved by another vmharness version?)')
   }
   return differences
+}
+
+function describeNics(launch: SavedLaunch): string {
+  const nics = (launch.networks ?? []).map((nic) => `network ${nic.index} as machine ${nic.node}`)
+  return nics.length > 0 ? nics.join(', ') : 'none'
 }
 
 export function assertLaunchFits(saved: SavedStateMeta, launch: SavedLaunch, hasSeed: boolean): void {

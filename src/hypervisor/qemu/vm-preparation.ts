@@ -5,7 +5,8 @@ import { acceleratorVerdict, chooseAccelerator } from '../../host/accelerator.js
 import { findGuestKernel } from '../../host/guest-kernel.js'
 import { runDir } from '../../host/run-dir.js'
 import { hostTscKhz } from '../../host/tsc-frequency.js'
-import { hostnameFor, writeSeedIso } from '../../images/nocloud-seed.js'
+import { hostnameFor, writeSeedIso, type SeedContents } from '../../images/nocloud-seed.js'
+import { ipv4PrefixLength, ipv6PrefixLength } from '../../network/addressing.js'
 import { resolveImage } from '../../images/resolve-image.js'
 import type { ResolvedSpec } from '../../spec/vm-spec.js'
 import { generateKeyPair, runClientKey } from '../../ssh/keys.js'
@@ -13,7 +14,7 @@ import type { PrepareOptions, SshEndpoint, VmHandle } from '../hypervisor.js'
 import { createOverlay } from './disk-overlays.js'
 import type { QemuHostTools } from './host-tools.js'
 import { loadOnNextLaunch } from './incoming-state.js'
-import type { QemuLaunch } from './qemu-argv.js'
+import type { QemuLaunch, QemuNetworkNic } from './qemu-argv.js'
 import { newQemuVm, type QemuVm } from './qemu-vm.js'
 import { assertLaunchFits, readSavedState } from './saved-state.js'
 
@@ -34,7 +35,7 @@ export async function prepareBoot(spec: ResolvedSpec, options: PrepareOptions, t
     const clientKey = await runClientKey()
     const hostKey = generateKeyPair(`vmharness-host-${id}`)
     const seedIso = join(dir, 'seed.iso')
-    await writeSeedIso(seedIso, { instanceId: `vmharness-${id}`, hostname: hostnameFor(spec.name), authorizedKeys: [clientKey.publicKey], hostKey })
+    await writeSeedIso(seedIso, { instanceId: `vmharness-${id}`, hostname: hostnameFor(spec.name), authorizedKeys: [clientKey.publicKey], hostKey, ...seedNetworks(spec) })
     const launch = launchIn(dir, {
       accel,
       machine: spec.machine,
@@ -46,6 +47,8 @@ export async function prepareBoot(spec: ResolvedSpec, options: PrepareOptions, t
       disk: overlay,
       seedIso,
       diskIo: tools.diskIo,
+      networks: nicsOf(spec),
+      outsideAccess: spec.outsideAccess,
     })
     const ssh: SshEndpoint = { host: '127.0.0.1', port: 0, user: image.sshUser, privateKey: clientKey.privateKey, hostKey: hostKey.publicKey }
     return newQemuVm(id, spec, { dir, launch, ssh, diskBacking: image.disk }, { readyMarker: image.readyMarker, failureMarker: image.failureMarker, readyCommand: image.readyCommand })
@@ -59,7 +62,8 @@ export async function prepareBoot(spec: ResolvedSpec, options: PrepareOptions, t
 export async function prepareClone(spec: ResolvedSpec, from: string, hostTools: () => Promise<QemuHostTools>): Promise<PreparedVm> {
   const saved = await readSavedState(from)
   const accel = spec.accel === 'auto' ? saved.meta.launch.accel : spec.accel
-  const wanted = { ...saved.meta.launch, accel, machine: spec.machine, memoryMiB: spec.memory, cpus: spec.cpus }
+  // A clone keeps its NICs and addresses but joins the switches its spec names: never its original's.
+  const wanted = { ...saved.meta.launch, accel, machine: spec.machine, memoryMiB: spec.memory, cpus: spec.cpus, networks: nicsOf(spec), outsideAccess: spec.outsideAccess }
   assertLaunchFits(saved.meta, wanted, saved.meta.hasSeed)
   const tools = await hostTools()
   const id = randomBytes(4).toString('hex')
@@ -73,6 +77,27 @@ export async function prepareClone(spec: ResolvedSpec, from: string, hostTools: 
   } catch (error) {
     await rm(dir, { recursive: true, force: true })
     throw error
+  }
+}
+
+function nicsOf(spec: ResolvedSpec): QemuNetworkNic[] | undefined {
+  if (spec.networks.length === 0) return undefined
+  return spec.networks.map(({ index, node, mac, switchSocket }) => ({ index, node, mac, switchSocket }))
+}
+
+/** The guest's addresses on each network and the names of the machines it shares one with. */
+function seedNetworks(spec: ResolvedSpec): Pick<SeedContents, 'networks' | 'hosts'> {
+  if (spec.networks.length === 0) return {}
+  const hosts = new Map<string, string>()
+  for (const attachment of spec.networks) {
+    for (const host of attachment.hosts) {
+      hosts.set(host.ipv4, hostnameFor(host.name))
+      hosts.set(host.ipv6, hostnameFor(host.name))
+    }
+  }
+  return {
+    networks: spec.networks.map(({ mac, ipv4, ipv6 }) => ({ mac, ipv4: `${ipv4}/${ipv4PrefixLength}`, ipv6: `${ipv6}/${ipv6PrefixLength}` })),
+    hosts: [...hosts].map(([address, name]) => ({ address, name })),
   }
 }
 
