@@ -16,6 +16,8 @@ const suite = 'bookworm'
 const diskSize = '4G'
 /** Debian's rule for package names; anything else is refused before apt sees it. */
 const packageNamePattern = /^[a-z0-9][a-z0-9+.-]+$/
+/** The image's unit that applies the seed's vmharness-networks and vmharness-hosts (images/debian). */
+const seedNetworkUnit = 'vmharness-seed-network.service'
 
 export interface DebianImageOptions {
   /** Extra Debian packages to install into the image at build time. */
@@ -39,10 +41,12 @@ const resolved = new PromiseCache<string, BootableImage>()
 
 /**
  * Returns once cloud-init and systemd's start-up have finished (sshd answers before cloud-init's
- * last stages). Exits 1 when cloud-init reports an error, printing its `status --long`: a guest
+ * last stages). Start-up includes systemd-networkd-wait-online, which waits for the static
+ * addresses of the seed's virtual networks. Exits 1 when cloud-init reports an error, printing its
+ * `status --long`, or when the seed's network configuration failed, printing its log: a guest
  * whose keys, hostname or network may not be what the seed asked for is not ready. Exit 2 of
  * cloud-init 23.4 and later (done, with recoverable errors such as deprecated keys) counts as done.
- * A degraded systemd (a failed unit) does not fail the boot: tests look at units themselves.
+ * Any other failed unit does not fail the boot: tests look at units themselves.
  */
 export const debianReadyCommand = [
   'cloud-init status --wait >/dev/null 2>&1; cloud_init=$?',
@@ -50,6 +54,11 @@ export const debianReadyCommand = [
   'if [ "$cloud_init" -ne 0 ] && [ "$cloud_init" -ne 2 ]; then',
   '  echo "cloud-init reported an error (cloud-init status --wait exited $cloud_init):"',
   '  cloud-init status --long 2>&1',
+  '  exit 1',
+  'fi',
+  `if systemctl is-failed --quiet ${seedNetworkUnit}; then`,
+  `  echo "the seed's static addresses and /etc/hosts were not applied (${seedNetworkUnit} failed):"`,
+  `  journalctl --unit ${seedNetworkUnit} --boot --output cat --no-pager 2>&1 | tail -n 20`,
   '  exit 1',
   'fi',
 ].join('\n')

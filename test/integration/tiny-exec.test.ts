@@ -100,6 +100,17 @@ describe('a booted tiny guest', () => {
     expect(await vm.state()).toMatchObject({ status: 'running' })
   })
 
+  it('fetches over HTTP by name with wget; a refused port is a plain failure, not a crash', async () => {
+    await vm.succeed('mkdir -p /tmp/www && echo "served by name" > /tmp/www/index.html && httpd -p 127.0.0.1:8080 -h /tmp/www')
+    expect(await vm.succeed('cat /etc/hosts')).toBe('127.0.0.1 localhost\n::1 localhost\n')
+    expect(await vm.succeed('wget -qO- http://localhost:8080/')).toBe('served by name\n')
+    const refused = await vm.exec('wget -qO- http://localhost:1/')
+    expect(refused).toMatchObject({ exitCode: 1, signal: null })
+    expect(refused.stderr).toContain('Connection refused')
+    // This busybox's wget has no -T (`wget -T 5` dies with SIGSEGV): a timeout comes from `timeout`.
+    expect(await vm.succeed('timeout 5 wget -qO- http://localhost:8080/')).toBe('served by name\n')
+  })
+
   it("knows the guest's own address", async () => {
     expect(await vm.guestIp()).toBe('10.0.2.15')
     expect(await vm.succeed('ip -4 addr show eth0')).toContain('10.0.2.15/24')

@@ -19,11 +19,14 @@ let bin: string
 
 beforeAll(async () => {
   bin = await mkdtemp(join(tmpdir(), 'vmharness-ready-'))
-  // Stand-ins for the guest's cloud-init and systemctl; the exit code of `status --wait` comes from the environment.
+  // Stand-ins for the guest's cloud-init, systemctl and journalctl; what they report comes from the environment.
   await writeFile(join(bin, 'cloud-init'), `#!/bin/sh\ncase "$*" in\n  'status --wait') echo 'status: whatever'; exit "$WAIT_EXIT" ;;\n  'status --long') printf '%s' "$LONG_STATUS"; exit 1 ;;\nesac\nexit 99\n`)
-  await writeFile(join(bin, 'systemctl'), '#!/bin/sh\necho degraded\nexit 1\n')
-  await chmod(join(bin, 'cloud-init'), 0o755)
-  await chmod(join(bin, 'systemctl'), 0o755)
+  await writeFile(
+    join(bin, 'systemctl'),
+    `#!/bin/sh\ncase "$*" in\n  'is-failed --quiet vmharness-seed-network.service') [ "$SEED_UNIT" = failed ] ;;\n  *) echo degraded; exit 1 ;;\nesac\n`,
+  )
+  await writeFile(join(bin, 'journalctl'), `#!/bin/sh\n[ "$*" = '--unit vmharness-seed-network.service --boot --output cat --no-pager' ] || exit 99\nseq 1 30 | sed 's/^/line /'\necho 'mount: /run/vmharness/seed: wrong fs type.'\n`)
+  for (const tool of ['cloud-init', 'systemctl', 'journalctl']) await chmod(join(bin, tool), 0o755)
 })
 
 afterAll(async () => {
@@ -31,8 +34,8 @@ afterAll(async () => {
 })
 
 /** The Debian image's ready command, run by a real sh, the way the guest's shell runs it over SSH. */
-function runReady(waitExit: number) {
-  return execa('sh', ['-c', debianReadyCommand], { reject: false, env: { PATH: `${bin}:/usr/bin:/bin`, WAIT_EXIT: String(waitExit), LONG_STATUS: longStatus } })
+function runReady(waitExit: number, seedUnit: 'active' | 'failed' = 'active') {
+  return execa('sh', ['-c', debianReadyCommand], { reject: false, env: { PATH: `${bin}:/usr/bin:/bin`, WAIT_EXIT: String(waitExit), LONG_STATUS: longStatus, SEED_UNIT: seedUnit } })
 }
 
 describe("the Debian image's ready command", () => {
@@ -48,6 +51,15 @@ describe("the Debian image's ready command", () => {
       expect(result.exitCode).toBe(0)
       expect(result.stdout).toBe('')
     }
+  })
+
+  it("fails when the seed's network configuration failed, printing the end of its log", async () => {
+    const result = await runReady(0, 'failed')
+    expect(result.exitCode).toBe(1)
+    const lines = result.stdout.split('\n')
+    expect(lines[0]).toBe("the seed's static addresses and /etc/hosts were not applied (vmharness-seed-network.service failed):")
+    expect(lines.slice(1)).toHaveLength(20)
+    expect(lines.at(-1)).toBe('mount: /run/vmharness/seed: wrong fs type.')
   })
 })
 
