@@ -36,7 +36,7 @@ describe('buildQemuArgv', () => {
     const argv = buildQemuArgv({ ...launch, networks: [{ index: 2, node: 3, mac: '52:54:00:12:02:03', switchSocket: '/run/net,1/sw' }] })
     expect(optionAfter(argv, '-netdev')).toEqual(['user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22', 'vde,id=vnet2,sock=/run/net,,1/sw,port=3'])
     const nics = optionAfter(argv, '-device').filter((device) => device.startsWith('virtio-net'))
-    expect(nics).toEqual(['virtio-net-pci,netdev=net0,id=net0-dev,romfile=', 'virtio-net-pci,netdev=vnet2,id=vnet2-dev,mac=52:54:00:12:02:03,romfile='])
+    expect(nics).toEqual(['virtio-net-pci,netdev=net0,id=net0-dev,mac=52:54:00:00:00:01,romfile=', 'virtio-net-pci,netdev=vnet2,id=vnet2-dev,mac=52:54:00:12:02:03,romfile='])
   })
 
   it('keeps the kernel command line as one argument', () => {
@@ -53,7 +53,7 @@ describe('buildQemuArgv', () => {
   it('uses PCI devices on pc and MMIO devices on microvm', () => {
     expect(optionAfter(buildQemuArgv(launch), '-device')).toEqual(expect.arrayContaining(['virtio-rng-pci,id=rng0', 'virtio-blk-pci,drive=disk0,id=disk0-dev']))
     const micro = buildQemuArgv({ ...launch, machine: 'microvm' })
-    expect(optionAfter(micro, '-device')).toEqual(expect.arrayContaining(['virtio-rng-device,id=rng0', 'virtio-net-device,netdev=net0,id=net0-dev']))
+    expect(optionAfter(micro, '-device')).toEqual(expect.arrayContaining(['virtio-rng-device,id=rng0', 'virtio-net-device,netdev=net0,id=net0-dev,mac=52:54:00:00:00:01']))
     expect(optionAfter(micro, '-machine')[0]).toMatch(/^microvm,/)
   })
 

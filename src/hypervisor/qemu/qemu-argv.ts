@@ -30,6 +30,12 @@ export interface QemuLaunch {
   diskIo?: DiskIoMode
 }
 
+/**
+ * The management NIC's MAC, outside the networks' 52:54:00:12:k:n (QEMU's default,
+ * 52:54:00:12:34:56, is machine 86 on network 52).
+ */
+export const managementMac = '52:54:00:00:00:01'
+
 export interface QemuNetworkNic {
   index: number
   node: number
@@ -84,7 +90,7 @@ export function buildQemuArgv(launch: QemuLaunch): string[] {
   // restrict=on: the guest reaches no address outside the VM (neither the world nor, through
   // 10.0.2.2, the host's loopback); the host's forward to its sshd and the proxy forward still work.
   const proxy = launch.outsideAccess ? `,guestfwd=tcp:${outsideProxyAddress.host}:${outsideProxyAddress.port}-cmd:${escapeOptionValue(launch.outsideProxyCommand ?? 'PROXY')}` : ''
-  argv.push('-netdev', `user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${launch.sshHostPort}-:22${proxy}`, '-device', `virtio-net-${bus},netdev=net0,id=net0-dev${nicRom}`)
+  argv.push('-netdev', `user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${launch.sshHostPort}-:22${proxy}`, '-device', `virtio-net-${bus},netdev=net0,id=net0-dev,mac=${managementMac}${nicRom}`)
   for (const nic of launch.networks ?? []) {
     const { netdev, device } = networkIds(nic.index)
     argv.push('-netdev', `vde,id=${netdev},sock=${escapeOptionValue(nic.switchSocket)},port=${nic.node}`, '-device', `virtio-net-${bus},netdev=${netdev},id=${device},mac=${nic.mac}${nicRom}`)
