@@ -69,6 +69,21 @@ describe('vmTest fixtures in a real vitest run', () => {
     expect(output).toContain('VMHARNESS_READY')
   })
 
+  it('two workers each run a group with the same addresses at once, and neither reaches the other', async () => {
+    const { result, report } = await runSuite('test/suites/group-[ab].suite.ts', 2)
+    expect(report.numFailedTests, result.all).toBe(0)
+    expect(report.numPassedTests).toBe(2)
+    const notes = (await readFile(join(out, 'groups.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { file: string; pool: string; pid: number; switchSocket: string; addresses: string[] })
+    expect(notes.map((n) => n.file).sort()).toEqual(['a', 'b'])
+    expect(new Set(notes.map((n) => n.pool)).size).toBe(2)
+    expect(new Set(notes.map((n) => n.pid)).size).toBe(2)
+    expect(new Set(notes.map((n) => n.switchSocket)).size).toBe(2)
+    for (const note of notes) expect(note.addresses).toEqual(['192.168.1.1', '192.168.1.2'])
+  })
+
   it('VMHARNESS_KEEP=on-failure leaves the failed VM running for vmharness ssh, and only that one', async () => {
     const runRoot = join(out, 'keep-runs')
     const env = { VMHARNESS_RUN_ROOT: runRoot }
