@@ -84,6 +84,36 @@ describe('vmTest fixtures in a real vitest run', () => {
     for (const note of notes) expect(note.addresses).toEqual(['192.168.1.1', '192.168.1.2'])
   })
 
+  it("a failed group test shows each member's commands and console tail, and the topology", async () => {
+    const { result, report } = await runSuite('test/suites/group-failing.suite.ts', 1)
+    expect(report.numFailedTests).toBe(1)
+    expect(result.exitCode).not.toBe(0)
+    const output = result.all ?? ''
+    const serverStart = output.indexOf("vmharness: machine 'server' when the test failed")
+    const clientStart = output.indexOf("vmharness: machine 'client' when the test failed")
+    const topologyStart = output.indexOf('topology:', clientStart)
+    expect([serverStart, clientStart, topologyStart].every((at) => at >= 0), output).toBe(true)
+    const serverPart = output.slice(serverStart, clientStart)
+    const clientPart = output.slice(clientStart, topologyStart)
+    expect(serverPart).toMatch(/\[exit 0, \d+ ms\] echo server-before-failure/)
+    expect(serverPart).not.toContain('client-before-failure')
+    expect(clientPart).toMatch(/\[exit 0, \d+ ms\] echo client-before-failure/)
+    expect(clientPart).toMatch(/\[exit 4, \d+ ms\] exit 4/)
+    expect(clientPart).toMatch(/\[exit 0, \d+ ms\] hostname/)
+    for (const part of [serverPart, clientPart]) {
+      expect(part).toContain('serial console, last 40 lines:')
+      expect(part).toContain('VMHARNESS_READY')
+    }
+    // The addresses and MACs the report gives are the ones the guests showed.
+    const observed = JSON.parse(await readFile(join(out, 'observed-lan.json'), 'utf8')) as Record<string, { mac: string; ipv4: string; ipv6: string }>
+    expect(output.slice(topologyStart)).toContain("network 'lan' (192.168.1.0/24, 2001:db8:1::/64):")
+    for (const [name, number] of [['server', 1], ['client', 2]] as const) {
+      const { mac, ipv4, ipv6 } = observed[name] ?? { mac: '', ipv4: '', ipv6: '' }
+      expect([ipv4, ipv6]).toEqual([`192.168.1.${number}`, `2001:db8:1::${number}`])
+      expect(output.slice(topologyStart)).toContain(`    ${name}: ${ipv4}, ${ipv6} (mac ${mac})`)
+    }
+  })
+
   it('VMHARNESS_KEEP=on-failure leaves the failed VM running for vmharness ssh, and only that one', async () => {
     const runRoot = join(out, 'keep-runs')
     const env = { VMHARNESS_RUN_ROOT: runRoot }
