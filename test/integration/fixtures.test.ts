@@ -114,6 +114,14 @@ describe('vmTest fixtures in a real vitest run', () => {
     }
   })
 
+  it('a switch that dies mid-test fails that test with a NetworkError naming the network, and the next test gets a whole group', async () => {
+    const { result, report } = await runSuite('test/suites/group-switch-dies.suite.ts', 1)
+    const [killed, next] = report.testResults[0]?.assertionResults ?? []
+    expect(killed?.status, result.all).toBe('failed')
+    expect(killed?.failureMessages.join('\n')).toMatch(/NetworkError: network 'lan': its vde_switch has died \(signal SIGKILL\)/)
+    expect(next?.status, next?.failureMessages.join('\n')).toBe('passed')
+  })
+
   it('VMHARNESS_KEEP=on-failure leaves the failed VM running for vmharness ssh, and only that one', async () => {
     const runRoot = join(out, 'keep-runs')
     const env = { VMHARNESS_RUN_ROOT: runRoot }
