@@ -69,6 +69,59 @@ describe('vmTest fixtures in a real vitest run', () => {
     expect(output).toContain('VMHARNESS_READY')
   })
 
+  it('two workers each run a group with the same addresses at once, and neither reaches the other', async () => {
+    const { result, report } = await runSuite('test/suites/group-[ab].suite.ts', 2)
+    expect(report.numFailedTests, result.all).toBe(0)
+    expect(report.numPassedTests).toBe(2)
+    const notes = (await readFile(join(out, 'groups.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { file: string; pool: string; pid: number; switchSocket: string; addresses: string[] })
+    expect(notes.map((n) => n.file).sort()).toEqual(['a', 'b'])
+    expect(new Set(notes.map((n) => n.pool)).size).toBe(2)
+    expect(new Set(notes.map((n) => n.pid)).size).toBe(2)
+    expect(new Set(notes.map((n) => n.switchSocket)).size).toBe(2)
+    for (const note of notes) expect(note.addresses).toEqual(['192.168.1.1', '192.168.1.2'])
+  })
+
+  it("a failed group test shows each member's commands and console tail, and the topology", async () => {
+    const { result, report } = await runSuite('test/suites/group-failing.suite.ts', 1)
+    expect(report.numFailedTests).toBe(1)
+    expect(result.exitCode).not.toBe(0)
+    const output = result.all ?? ''
+    const serverStart = output.indexOf("vmharness: machine 'server' when the test failed")
+    const clientStart = output.indexOf("vmharness: machine 'client' when the test failed")
+    const topologyStart = output.indexOf('topology:', clientStart)
+    expect([serverStart, clientStart, topologyStart].every((at) => at >= 0), output).toBe(true)
+    const serverPart = output.slice(serverStart, clientStart)
+    const clientPart = output.slice(clientStart, topologyStart)
+    expect(serverPart).toMatch(/\[exit 0, \d+ ms\] echo server-before-failure/)
+    expect(serverPart).not.toContain('client-before-failure')
+    expect(clientPart).toMatch(/\[exit 0, \d+ ms\] echo client-before-failure/)
+    expect(clientPart).toMatch(/\[exit 4, \d+ ms\] exit 4/)
+    expect(clientPart).toMatch(/\[exit 0, \d+ ms\] hostname/)
+    for (const part of [serverPart, clientPart]) {
+      expect(part).toContain('serial console, last 40 lines:')
+      expect(part).toContain('VMHARNESS_READY')
+    }
+    // The addresses and MACs the report gives are the ones the guests showed.
+    const observed = JSON.parse(await readFile(join(out, 'observed-lan.json'), 'utf8')) as Record<string, { mac: string; ipv4: string; ipv6: string }>
+    expect(output.slice(topologyStart)).toContain("network 'lan' (192.168.1.0/24, 2001:db8:1::/64):")
+    for (const [name, number] of [['server', 1], ['client', 2]] as const) {
+      const { mac, ipv4, ipv6 } = observed[name] ?? { mac: '', ipv4: '', ipv6: '' }
+      expect([ipv4, ipv6]).toEqual([`192.168.1.${number}`, `2001:db8:1::${number}`])
+      expect(output.slice(topologyStart)).toContain(`    ${name}: ${ipv4}, ${ipv6} (mac ${mac})`)
+    }
+  })
+
+  it('a switch that dies mid-test fails that test with a NetworkError naming the network, and the next test gets a whole group', async () => {
+    const { result, report } = await runSuite('test/suites/group-switch-dies.suite.ts', 1)
+    const [killed, next] = report.testResults[0]?.assertionResults ?? []
+    expect(killed?.status, result.all).toBe('failed')
+    expect(killed?.failureMessages.join('\n')).toMatch(/NetworkError: network 'lan': its vde_switch has died \(signal SIGKILL\)/)
+    expect(next?.status, next?.failureMessages.join('\n')).toBe('passed')
+  })
+
   it('VMHARNESS_KEEP=on-failure leaves the failed VM running for vmharness ssh, and only that one', async () => {
     const runRoot = join(out, 'keep-runs')
     const env = { VMHARNESS_RUN_ROOT: runRoot }

@@ -1,0 +1,3 @@
+import { isolatedGroupTest } from './group.js'
+
+isolatedGroupTest('b', ['a', 'b'])
