@@ -36,7 +36,7 @@ describe.sequential('a client and a server on one network', { timeout: 600_000 }
     await networks.lan.partition(['server'], ['client'])
     // (busybox wget's own -T crashes in Debian's static build: `timeout` bounds it instead.)
     const cut = await client.exec('timeout 3 wget -qO- http://server:8080/')
-    say(`partitioned: wget exit ${cut.exitCode}`)
+    say(`partitioned: wget ${cut.exitCode === null ? `killed by ${cut.signal} after 3 s` : `exit ${cut.exitCode}`}`)
     expect(cut.exitCode).not.toBe(0)
     await networks.lan.heal()
     expect(await client.waitUntilSucceeds('timeout 3 wget -qO- http://server:8080/', { timeoutMs: 30_000 })).toBe('hello over the lan\n')

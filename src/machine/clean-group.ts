@@ -41,11 +41,10 @@ export class CleanGroup {
     readonly topology: GroupTopology,
     private readonly options: StartOptions = {},
   ) {
-    this.rollback = oneOf(agreed(topology, 'rollback', 'snapshot'), 'rollback', ['snapshot', 'reboot', 'none'])
-    this.snapshotKind = oneOf(agreed(topology, 'snapshotKind', defaultSnapshotKind), 'snapshotKind', ['internal', 'external'])
-    this.configuredPool = agreed(topology, 'pool', undefined)
-    const pool = this.configuredPool
-    if (pool !== undefined && (!Number.isInteger(pool) || pool < 0 || pool > 16)) throw new SpecError(`must be a whole number from 0 to 16, got ${String(pool)}`, 'pool')
+    const config = groupRollback(topology)
+    this.rollback = config.rollback
+    this.snapshotKind = config.snapshotKind
+    this.configuredPool = config.pool
   }
 
   get names(): string[] {
@@ -260,6 +259,15 @@ async function isWhole(instance: GroupInstance): Promise<boolean> {
   }
   const states = await Promise.all(instance.members.map((vm) => vm.state().catch(() => undefined)))
   return states.every((state) => state?.status === 'running' || state?.status === 'paused')
+}
+
+/** How a group rolls back, from its members' configs: they must agree (a SpecError says where they do not). */
+export function groupRollback(topology: GroupTopology): { rollback: RollbackMode; snapshotKind: SnapshotKind; pool: number | undefined } {
+  const rollback = oneOf(agreed(topology, 'rollback', 'snapshot'), 'rollback', ['snapshot', 'reboot', 'none'])
+  const snapshotKind = oneOf(agreed(topology, 'snapshotKind', defaultSnapshotKind), 'snapshotKind', ['internal', 'external'])
+  const pool = agreed(topology, 'pool', undefined)
+  if (pool !== undefined && (!Number.isInteger(pool) || pool < 0 || pool > 16)) throw new SpecError(`must be a whole number from 0 to 16, got ${String(pool)}`, 'pool')
+  return { rollback, snapshotKind, pool }
 }
 
 function oneOf<T extends string>(value: T, field: string, choices: readonly T[]): T {

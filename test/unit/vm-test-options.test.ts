@@ -20,4 +20,9 @@ describe('vmTest()', () => {
   it("refuses a machine named 'networks', the fixture that holds the networks", () => {
     expect(() => vmTest({ machines: { networks: tiny } })).toThrow(/'networks' is reserved/)
   })
+
+  it('refuses group members that disagree on how to roll back, naming both', () => {
+    const call = () => vmTest({ machines: { server: { ...tiny, rollback: 'none' }, client: { ...tiny, rollback: 'reboot' } }, hypervisor: new NoopHypervisor() })
+    expect(call).toThrow(/machines\.client\.rollback: 'server' says none and 'client' says reboot/)
+  })
 })
