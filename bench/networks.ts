@@ -1,17 +1,20 @@
 // Networks between guests, three figures from one run (ratios against baselines measured in the
 // same run, since these machines are shared and noisy):
 //
-// 1. Data path: guest-to-guest round trip (ping) and 16 MiB of TCP (dd | nc), between two tiny
-//    guests the library started on a Network, against the same two guests wired by hand (a
-//    vde_switch and QEMUs this script starts itself with the backend's command line, see
-//    hand-wired.ts). Both are timed inside the guest, so that neither side's SSH path counts. Both
-//    pairs run for the whole measurement and take turns round by round, the order reversing every
-//    round, so that load from neighbours falls on both alike.
+// 1. Data path: guest-to-guest round trip (the median reply of a run of pings) and 16 MiB of TCP
+//    (dd | nc), between two tiny guests the library started on a Network, against the same two
+//    guests wired by hand (a vde_switch and QEMUs this script starts itself with the backend's
+//    command line, see hand-wired.ts). Both are timed inside the guest, so that neither side's SSH
+//    path counts. Both pairs run for the whole measurement and take turns round by round, the
+//    order reversing every round, so that load from neighbours falls on both alike.
 // 2. Per-test overhead of a two-machine CleanGroup with its default pool: from release() of one
 //    test to acquire() resolving for the next; beside it a single CleanMachine with its default
 //    pool. As in clean-state.ts only one of them exists at a time (a pass of `chunk` tests each,
 //    closed before the other's pass, the order reversing every round), so that neither's pool
 //    refills while the other is timed; each pass's first acquire is left out and shown apart.
+//    The mean is shown beside the median: a recycling pool of 1 holds two copies, so after a short
+//    test the next acquire finds the other copy ready or still reloading, turn about, and the
+//    median of such a series lands on either side.
 // 3. Without a pool: a group's per-test reload (pause all, load each, resume, reconnect each)
 //    against a single VM's reload. Both exist throughout (idle while the other reloads: nothing
 //    runs in the background without a pool) and take turns test by test, the order alternating.
@@ -23,7 +26,7 @@
 //   --pings N (BENCH_NET_PINGS)                 pings per round trip sample (0.05 s apart): 20
 //   --pool-tests N (BENCH_NET_POOL_TESTS)       tests of the group, and of the single machine, with a pool: 30
 //   --chunk N (BENCH_NET_CHUNK)                 tests per pass with a pool: 15
-//   --reload-tests N (BENCH_NET_RELOAD_TESTS)   tests of each without a pool: 15
+//   --reload-tests N (BENCH_NET_RELOAD_TESTS)   tests of each without a pool: 20
 //   --measurements LIST (BENCH_NET_MEASUREMENTS) some of data-path,pool,reload (default all)
 import { mkdir, writeFile } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
@@ -34,14 +37,14 @@ import { defaultPoolSize } from '../src/machine/pool-size.js'
 import { Vm } from '../src/machine/vm.js'
 import { Network } from '../src/network/network.js'
 import { nodeAddress } from '../src/network/addressing.js'
-import { startHandWiredPair, type GuestResult, type GuestRun } from './hand-wired.js'
+import { startHandWiredPair, type GuestResult, type GuestRun, type HandWiredPair } from './hand-wired.js'
 import { countOption, median, stringOption } from './stats.js'
 
 const rounds = countOption('rounds', 'BENCH_NET_ROUNDS', 9)
 const pings = countOption('pings', 'BENCH_NET_PINGS', 20)
 const poolTests = countOption('pool-tests', 'BENCH_NET_POOL_TESTS', 30)
 const chunk = countOption('chunk', 'BENCH_NET_CHUNK', 15)
-const reloadTests = countOption('reload-tests', 'BENCH_NET_RELOAD_TESTS', 15)
+const reloadTests = countOption('reload-tests', 'BENCH_NET_RELOAD_TESTS', 20)
 const allMeasurements = ['data-path', 'pool', 'reload'] as const
 type Measurement = (typeof allMeasurements)[number]
 const measurements = new Set(stringOption('measurements', 'BENCH_NET_MEASUREMENTS', allMeasurements.join(',')).split(',').filter(Boolean))
@@ -128,7 +131,7 @@ async function dataPath(): Promise<DataPathResult> {
   const result: DataPathResult = { rttMs: { library: [], handWired: [] }, mibPerS: { library: [], handWired: [] } }
   let network: Network | undefined
   const vms: Vm[] = []
-  let hand: Awaited<ReturnType<typeof startHandWiredPair>> | undefined
+  let hand: HandWiredPair | undefined
   try {
     network = await Network.create({ name: 'lan', index: networkIndex })
     for (const name of ['a', 'b']) vms.push(await Vm.start({ image: 'tiny', name, networks: [network] }))
@@ -215,7 +218,8 @@ interface PoolTally {
 }
 
 /** One pass of `count` tests; the subject is closed at the end, so none of its VMs outlives the pass. */
-async function poolPass(subject: Subject, count: number, tally: PoolTally): Promise<void> {
+async function poolPass(label: string, subject: Subject, count: number, tally: PoolTally): Promise<void> {
+  const before = tally.overheadMs.length
   try {
     const started = performance.now()
     await testBody(await subject.acquire())
@@ -228,6 +232,7 @@ async function poolPass(subject: Subject, count: number, tally: PoolTally): Prom
       await testBody(vms)
     }
     tally.poolSize = subject.poolSize()
+    process.stderr.write(`pool, ${label}: release -> acquire ${tally.overheadMs.slice(before).map((ms) => (ms / 1000).toFixed(2)).join(' ')} s\n`)
   } finally {
     await subject.close()
   }
@@ -238,7 +243,7 @@ async function poolOverhead(): Promise<{ group: PoolTally; single: PoolTally }> 
   const single: PoolTally = { overheadMs: [], firstAcquireMs: [], poolSize: undefined }
   for (let done = 0, round = 0; done < poolTests; done += chunk, round++) {
     const count = Math.max(2, Math.min(chunk, poolTests - done))
-    const passes = [() => poolPass(groupSubject(), count, group), () => poolPass(machineSubject(), count, single)]
+    const passes = [() => poolPass('group', groupSubject(), count, group), () => poolPass('single', machineSubject(), count, single)]
     for (const pass of round % 2 === 0 ? passes : passes.reverse()) await pass()
     process.stderr.write(`pool: ${Math.min(done + count, poolTests)}/${poolTests} tests of each\n`)
   }
@@ -320,10 +325,11 @@ async function main(): Promise<void> {
     const single = median(pool.single.overheadMs)
     results.pool = { tests: poolTests, chunk, group: { medianMs: group, ...pool.group }, single: { medianMs: single, ...pool.single } }
     const passes = Math.ceil(poolTests / chunk)
+    const mean = (values: number[]) => values.reduce((sum, value) => sum + value, 0) / values.length
     lines.push(
-      `with the default pool, release -> next acquire (medians of ${pool.group.overheadMs.length}; each pass's first acquire apart, median):`,
-      `  group of two (pool ${pool.group.poolSize ?? '?'}): ${seconds(group)} (first acquire ${seconds(median(pool.group.firstAcquireMs))}, ${passes} passes)`,
-      `  single machine (pool ${pool.single.poolSize ?? '?'}): ${seconds(single)} (first acquire ${seconds(median(pool.single.firstAcquireMs))})`,
+      `with the default pool, release -> next acquire (${pool.group.overheadMs.length} timed tests of each in ${passes} passes; each pass's first acquire apart):`,
+      `  group of two (pool ${pool.group.poolSize ?? '?'}): median ${seconds(group)}, mean ${seconds(mean(pool.group.overheadMs))} (first acquire of a pass, median ${seconds(median(pool.group.firstAcquireMs))})`,
+      `  single machine (pool ${pool.single.poolSize ?? '?'}): median ${seconds(single)}, mean ${seconds(mean(pool.single.overheadMs))} (first acquire of a pass, median ${seconds(median(pool.single.firstAcquireMs))})`,
     )
     summary.push(`group per-test overhead with the default pool, median: ${seconds(group)} (goal <= ${goals.poolOverheadS.toFixed(2)} s) ${verdict(group / 1000 <= goals.poolOverheadS)}; single machine ${seconds(single)}`)
   }
