@@ -8,6 +8,7 @@ import { chooseBackend, hypervisorFor } from '../hypervisor/router.js'
 import type { VmSpec } from '../spec/vm-spec.js'
 import { isJoinable, joinNetworks, type JoinableNetwork, type NetworkAttachment, type NetworkChoice } from '../spec/network-attachment.js'
 import { waitForNetworkAddresses } from './network-readiness.js'
+import { forget, introduce } from './network-neighbours.js'
 import { outsideProxyAddress } from '../network/outside-proxy.js'
 import { resolveSpec } from '../spec/vm-spec.js'
 import type { KeptVm } from '../hypervisor/keep/kept-vms.js'
@@ -99,7 +100,13 @@ export class Vm implements AsyncDisposable {
           throw error
         })
       }
-      return new Vm(hypervisor, handle, session, joined)
+      const vm = new Vm(hypervisor, handle, session, joined)
+      await introduce(vm, joined).catch(async (error: unknown) => {
+        forget(vm, joined)
+        await vm.destroy()
+        throw error
+      })
+      return vm
     } catch (error) {
       await hypervisor.destroy(handle)
       throw error
@@ -375,6 +382,7 @@ export class Vm implements AsyncDisposable {
     if (this.relinquished) return
     await this.relinquish()
     await this.hypervisor.destroy(this.handle)
+    forget(this, this.joined)
     for (const network of this.joined.splice(0)) network.leave(this.name)
   }
 

@@ -97,7 +97,7 @@ describe('machines on a network', () => {
 })
 
 describe('the library: Network.create and Vm.start({ networks })', () => {
-  it('numbers machines in the order they join, names earlier ones in /etc/hosts, and frees the number when a machine goes', async () => {
+  it('numbers machines in the order they join, names every machine on the network in each /etc/hosts, and frees the number when a machine goes', async () => {
     await using lan = await Network.create({ name: 'office' })
     await using first = await Vm.start({ image: 'tiny', name: 'alpha', networks: [lan] })
     const second = await Vm.start({ image: 'tiny', name: 'beta', networks: [lan] })
@@ -106,7 +106,9 @@ describe('the library: Network.create and Vm.start({ networks })', () => {
       expect(await second.guestIp(lan)).toBe(`192.168.${lan.index}.2`)
       expect(lan.members().map((member) => member.name)).toEqual(['alpha', 'beta'])
       await second.succeed('ping -c 1 -W 5 alpha')
-      await first.succeed(`ping -c 1 -W 5 ${await second.guestIp()}`)
+      // alpha was up before beta joined: it learnt beta's name when beta came up.
+      await first.succeed('ping -c 1 -W 5 beta')
+      await first.succeed('ping -6 -c 1 -W 5 beta')
     } finally {
       await second.destroy()
     }
