@@ -15,10 +15,9 @@ import { memberAttachments, type GroupTopology, type TopologyMachine } from './g
 import { defaultPoolSize } from './pool-size.js'
 import { restoreTogether, snapshotTogether } from './vm-group.js'
 import type { StartOptions, Vm } from './vm.js'
-import { WarmPool } from './warm-pool.js'
+import { perVmOverheadMiB, WarmPool } from './warm-pool.js'
 
 const cleanTag = 'clean'
-const perVmOverheadMiB = 128
 
 /**
  * The machines of one group (they share networks) as one unit: one golden snapshot taken of all
@@ -32,6 +31,8 @@ export class CleanGroup {
   private pool: WarmPool<GroupInstance> | undefined
   private goldenDir: string | undefined
   private readonly retiring = new Set<Promise<void>>()
+  /** Groups kept for debugging: their VMs are no longer ours, their switches are until close. */
+  private readonly keptNetworks: GroupInstance[] = []
   readonly rollback: RollbackMode
   readonly snapshotKind: SnapshotKind
   private readonly configuredPool: number | undefined
@@ -54,8 +55,11 @@ export class CleanGroup {
   /** The whole group, clean, for one test. */
   async acquire(signal?: AbortSignal): Promise<GroupInstance> {
     const options = { ...this.options, signal }
-    if (!this.current) this.current = this.started ? await this.nextClean(undefined, options) : await this.first(options)
-    else if (this.handedOut) this.current = await this.nextClean(this.current, options)
+    // Not current while a new one is made: a failure then leaves no retired group to hand out next time.
+    const used = this.current
+    this.current = undefined
+    if (!used) this.current = this.started ? await this.nextClean(undefined, options) : await this.first(options)
+    else this.current = this.handedOut ? await this.nextClean(used, options) : used
     this.started = true
     this.handedOut = true
     for (const vm of this.current.members) vm.commands.length = 0
@@ -68,16 +72,25 @@ export class CleanGroup {
     this.handBack(instance)
   }
 
-  /** Leaves the group's VMs running for debugging; their networks end with this process. */
+  /**
+   * Leaves the group's VMs running for debugging. Their switches stay up while this group is
+   * open, and cannot outlive this process (QEMU does not reconnect to a new switch): a kept group
+   * can talk among itself until the test run ends. A member that cannot be kept is destroyed.
+   */
   async keep(instance: GroupInstance, reason: string): Promise<KeptVm[]> {
     if (instance === this.current) {
       this.current = undefined
       this.handedOut = false
     }
     this.pool?.forget(instance)
-    const kept = await Promise.all(instance.members.map((vm) => vm.keep(reason)))
-    await instance.destroy()
-    return kept
+    const outcomes = await Promise.allSettled(instance.members.map((vm) => vm.keep(reason)))
+    this.keptNetworks.push(instance)
+    const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected')
+    if (failed) {
+      await Promise.all(instance.members.map((vm) => vm.destroy()))
+      throw failed.reason
+    }
+    return outcomes.map((outcome) => (outcome as PromiseFulfilledResult<KeptVm>).value)
   }
 
   async close(): Promise<void> {
@@ -85,6 +98,7 @@ export class CleanGroup {
     this.current = undefined
     await this.pool?.close()
     await Promise.all(this.retiring)
+    await Promise.all(this.keptNetworks.splice(0).map((instance) => instance.destroy()))
   }
 
   private async first(options: StartOptions): Promise<GroupInstance> {
@@ -167,7 +181,10 @@ export class CleanGroup {
       return this.bootAndSetUp(options)
     } else if (this.pool) {
       if (used) this.handBack(used)
-      return (await this.pool.take().catch(() => undefined)) ?? this.cleanClone(options)
+      const taken = await this.pool.take().catch(() => undefined)
+      if (taken && (await isWhole(taken))) return taken
+      if (taken) this.retire(taken)
+      return this.cleanClone(options)
     } else if (used && this.reloadsInPlace) {
       return this.reload(used, options)
     }
@@ -180,14 +197,14 @@ export class CleanGroup {
   }
 
   /**
-   * The whole group back to its clean state in place: switches healed, links up, every member
-   * loaded while all are paused. A group that cannot be (a VM or a switch died) is replaced.
+   * The whole group back to its clean state in place: switches healed, every member loaded while
+   * all are paused (which brings their links up). A group that cannot be (a VM or a switch died) is replaced.
    */
   private async reload(instance: GroupInstance, options: StartOptions = this.options): Promise<GroupInstance> {
     if (await isWhole(instance)) {
       try {
+        // Partitions live in the switches, not in the VMs' state; a restore brings blocked links back up.
         await Promise.all([...instance.networks.values()].map((network) => network.heal()))
-        await Promise.all(instance.members.flatMap((vm) => vm.networks.map((attachment) => vm.unblock(attachment.network))))
         await restoreTogether(instance.members, cleanTag, options.signal)
         return instance
       } catch {
@@ -252,6 +269,7 @@ function memberDir(machine: TopologyMachine): string {
 }
 
 async function isWhole(instance: GroupInstance): Promise<boolean> {
+  if (instance.destroyed) return false
   try {
     instance.assertNetworksAlive()
   } catch {

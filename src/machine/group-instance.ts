@@ -6,6 +6,8 @@ import type { VmSpec } from '../spec/vm-spec.js'
 
 /** One running copy of a group: a switch per network (its own: never shared with another copy) and a VM per machine. */
 export class GroupInstance implements AsyncDisposable {
+  private ended = false
+
   private constructor(
     readonly topology: GroupTopology,
     readonly networks: Map<string, Network>,
@@ -66,11 +68,20 @@ export class GroupInstance implements AsyncDisposable {
     for (const network of this.networks.values()) network.assertAlive()
   }
 
+  /** Whether destroy has run: its VMs and switches are gone. */
+  get destroyed(): boolean {
+    return this.ended
+  }
+
+  /** Destroys every VM, then every switch, even when one of them fails; then throws the first failure. */
   async destroy(): Promise<void> {
-    await Promise.all([...this.vms.values()].map((vm) => vm.destroy()))
+    this.ended = true
+    const vms = await Promise.allSettled([...this.vms.values()].map((vm) => vm.destroy()))
     this.vms.clear()
-    await Promise.all([...this.networks.values()].map((network) => network.destroy()))
+    const networks = await Promise.allSettled([...this.networks.values()].map((network) => network.destroy()))
     this.networks.clear()
+    const failed = [...vms, ...networks].find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected')
+    if (failed) throw failed.reason
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -2,6 +2,8 @@ import { SpecError } from '../errors.js'
 import { maxMachinesPerNetwork, maxNetworks, nodeAddress } from '../network/addressing.js'
 import type { NetworkAttachment } from '../spec/network-attachment.js'
 import type { MachineConfig } from './clean-machine.js'
+import { hostnameFor } from '../images/nocloud-seed.js'
+import { checkNetworkName } from '../network/network.js'
 
 /** A machine of a file, numbered in declaration order from 1: its last address octet on every network. */
 export interface TopologyMachine {
@@ -39,6 +41,7 @@ export function topologyOf(machines: Record<string, MachineConfig>, networks: Re
   }
   const declared = networks ?? (names.length > 1 ? { [defaultNetworkName]: names } : {})
   const networkList = checkNetworks(declared, names)
+  checkHostnames(networkList)
   const numbered: TopologyMachine[] = names.map((name, position) => ({ name, number: position + 1, config: machines[name] as MachineConfig }))
   const groupOf = connectedGroups(names, networkList)
   const groups = [...new Set(groupOf.values())].map((members) => ({
@@ -56,6 +59,7 @@ function checkNetworks(declared: unknown, machineNames: string[]): TopologyNetwo
   if (entries.length > maxNetworks) throw new SpecError(`at most ${maxNetworks} networks, got ${entries.length}`, 'networks')
   return entries.map(([name, members], position) => {
     const field = `networks.${name}`
+    checkNetworkName(name)
     if (!Array.isArray(members) || members.length === 0 || members.some((member) => typeof member !== 'string')) {
       throw new SpecError('must list the names of the machines on it (at least one)', field)
     }
@@ -65,6 +69,19 @@ function checkNetworks(declared: unknown, machineNames: string[]): TopologyNetwo
     const ordered = machineNames.filter((machine) => members.includes(machine))
     return { name, index: position + 1, members: ordered }
   })
+}
+
+/** Two machines of one network must not get one host name (`web_1` and `web-1` are both `web-1`). */
+function checkHostnames(networks: TopologyNetwork[]): void {
+  for (const network of networks) {
+    const byHostname = new Map<string, string>()
+    for (const member of network.members) {
+      const hostname = hostnameFor(member)
+      const other = byHostname.get(hostname)
+      if (other) throw new SpecError(`'${other}' and '${member}' would both be '${hostname}' in /etc/hosts (host names allow letters, digits and '-'): rename one`, `networks.${network.name}`)
+      byHostname.set(hostname, member)
+    }
+  }
 }
 
 /** Each networked machine's group: the set of machines it reaches through shared networks. */

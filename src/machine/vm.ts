@@ -7,9 +7,10 @@ import type { Hypervisor, SnapshotInfo, SnapshotOptions, VmHandle, VmState } fro
 import { chooseBackend, hypervisorFor } from '../hypervisor/router.js'
 import type { VmSpec } from '../spec/vm-spec.js'
 import { isJoinable, joinNetworks, type JoinableNetwork, type NetworkAttachment, type NetworkChoice } from '../spec/network-attachment.js'
+import { attachmentNamed } from '../hypervisor/network-choice.js'
 import { waitForNetworkAddresses } from './network-readiness.js'
 import { forget, introduce } from './network-neighbours.js'
-import { outsideProxyAddress } from '../network/outside-proxy.js'
+import { outsideProxyAddress } from '../network/outside-address.js'
 import { resolveSpec } from '../spec/vm-spec.js'
 import type { KeptVm } from '../hypervisor/keep/kept-vms.js'
 import { progressReporter, type ProgressReporter } from './progress.js'
@@ -254,9 +255,8 @@ export class Vm implements AsyncDisposable {
    * from inside the guest: the host reaches it through SSH and `forwardPort`).
    */
   async guestIp(network?: string | JoinableNetwork): Promise<string> {
-    const name = typeof network === 'string' || network === undefined ? network : network.name
-    if (name === undefined && this.handle.spec.networks.length === 0 && this.handle.ssh) return this.managementAddress()
-    return this.hypervisor.guestIp(this.handle, name)
+    if (network === undefined && this.handle.spec.networks.length === 0 && this.handle.ssh) return this.managementAddress()
+    return this.hypervisor.guestIp(this.handle, network === undefined ? undefined : this.attachment(network).network)
   }
 
   /** The guest's IPv6 address on `network` (its first network when none is named): 2001:db8:k::n. */
@@ -281,19 +281,27 @@ export class Vm implements AsyncDisposable {
     await this.capable(canLink, 'unblock').setLink(this.handle, attachment.network, true)
   }
 
+  /** The attachment to a network given by name, or as the object (found by its switch: two networks may share a name). */
   private attachment(network: string | JoinableNetwork | undefined): NetworkAttachment {
-    const name = typeof network === 'string' || network === undefined ? network : network.name
-    const attachments = this.handle.spec.networks
-    const found = name === undefined ? attachments[0] : attachments.find((attachment) => attachment.network === name)
-    if (!found) {
-      const on = attachments.map((attachment) => `'${attachment.network}'`).join(', ')
-      throw new SpecError(name === undefined ? `machine '${this.name}' is on no network` : `machine '${this.name}' is not on network '${name}' (it is on ${on || 'none'})`, 'network')
+    if (typeof network === 'object') {
+      const found = this.handle.spec.networks.find((attachment) => attachment.switchSocket === network.switchSocket)
+      if (found) return found
     }
-    return found
+    return attachmentNamed(this.handle, typeof network === 'object' ? network.name : network)
+  }
+
+  /**
+   * Runs a command for the harness's own purposes: like `succeed`, but left out of `commands`
+   * (a failure report lists what the test ran).
+   */
+  async harnessCommand(command: string): Promise<string> {
+    const result = await this.requireSession('exec').exec(command)
+    if (result.exitCode !== 0) throw new CommandError('was expected to succeed', result, this.name)
+    return result.stdout
   }
 
   private async managementAddress(): Promise<string> {
-    const route = await this.succeed('ip -o -4 route get 10.0.2.2')
+    const route = await this.harnessCommand('ip -o -4 route get 10.0.2.2')
     const address = /\bsrc\s+([0-9.]+)/.exec(route)?.[1]
     if (!address) throw new HypervisorError(`cannot tell the management address from 'ip route get': ${route.trim()}`, { vm: this.name })
     return address

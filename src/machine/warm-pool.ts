@@ -26,7 +26,7 @@ export interface WarmPoolOptions<T extends Disposable = Vm> {
 }
 
 /** QEMU's own overhead beside the guest's RAM (measured: ~100 MiB for a 256 MiB tiny guest). */
-const perVmOverheadMiB = 128
+export const perVmOverheadMiB = 128
 
 /**
  * VMs made clean ahead of need: while a test runs, the next clean VM comes up in the background,

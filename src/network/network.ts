@@ -59,7 +59,7 @@ export class Network implements AsyncDisposable {
 
   static async create(options: NetworkOptions = {}): Promise<Network> {
     const name = options.name ?? 'lan'
-    checkName(name)
+    checkNetworkName(name)
     const index = reserveIndex(name, options.index)
     try {
       options.signal?.throwIfAborted()
@@ -204,7 +204,7 @@ export class Network implements AsyncDisposable {
   }
 }
 
-function checkName(name: string): void {
+export function checkNetworkName(name: string): void {
   // It names the network in messages and, on the machine side, QEMU devices: QEMU's id syntax.
   if (!/^[A-Za-z][A-Za-z0-9._-]*$/.test(name)) throw new SpecError(`must start with a letter and hold only letters, digits, '.', '_' and '-', got ${JSON.stringify(name)}`, 'network name')
 }

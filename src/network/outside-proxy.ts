@@ -5,9 +5,6 @@ import { join } from 'node:path'
 import { runDir } from '../host/run-dir.js'
 import { allowedDestination } from './outside-destination.js'
 
-/** Where a guest with outside access finds its proxy: a user-mode guest forward, so the NIC stays restricted. */
-export const outsideProxyAddress = { host: '10.0.2.100', port: 3128 }
-
 /**
  * The only way out for a guest that asked for outside access: an HTTP proxy (plain requests and
  * CONNECT) in this process, on a unix socket in the private run directory. QEMU's user-mode NIC
@@ -21,8 +18,9 @@ export class OutsideProxy {
   ) {}
 
   static async start(socketPath: string): Promise<OutsideProxy> {
-    const server = createServer((req, res) => void forwardRequest(req, res))
-    server.on('connect', (req: IncomingMessage, client: Socket, head: Buffer) => void tunnel(req, client, head))
+    // A guest's request must never take the test process down: any failure ends that connection only.
+    const server = createServer((req, res) => void forwardRequest(req, res).catch(() => res.destroy()))
+    server.on('connect', (req: IncomingMessage, client: Socket, head: Buffer) => void tunnel(req, client, head).catch(() => client.destroy()))
     await rm(socketPath, { force: true })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -41,7 +39,12 @@ let shared: Promise<OutsideProxy> | undefined
 
 /** This process's proxy, started on first use; it lives as long as the run directory. */
 export function sharedOutsideProxy(): Promise<OutsideProxy> {
-  shared ??= runDir().then((dir) => OutsideProxy.start(join(dir.path, 'outside.sock')))
+  shared ??= runDir()
+    .then((dir) => OutsideProxy.start(join(dir.path, 'outside.sock')))
+    .catch((error: unknown) => {
+      shared = undefined
+      throw error
+    })
   return shared
 }
 
@@ -52,6 +55,7 @@ export function sharedOutsideProxy(): Promise<OutsideProxy> {
  */
 export function proxyBridgeCommand(socketPath: string): string {
   if (/[\s'"\\]/.test(socketPath)) throw new Error(`the run directory ${socketPath} has a space or quote in its path: set VMHARNESS_RUN_ROOT to a plain path`)
+  if (/[\s'"\\]/.test(process.execPath)) throw new Error(`node's path ${process.execPath} has a space or quote in it, which QEMU's guestfwd command cannot carry: install node at a plain path for outside access`)
   const code = "const s=require('net').connect(process.argv[3]);process.stdin.pipe(s);s.pipe(process.stdout);s.on('error',()=>process.exit(1));s.on('close',()=>process.exit(0))"
   const loader = 'eval(Buffer.from(process.argv[1],process.argv[2]).toString())'
   return `${process.execPath} -e ${loader} ${Buffer.from(code).toString('base64')} base64 ${socketPath}`
@@ -87,22 +91,36 @@ async function forwardRequest(req: IncomingMessage, res: ServerResponse): Promis
 
 async function tunnel(req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
   client.on('error', () => client.destroy())
-  const [host = '', portText = '443'] = splitHostPort(req.url ?? '')
-  const destination = await allowedDestination(host)
+  const target = splitHostPort(req.url ?? '')
+  if (!target) {
+    client.end('HTTP/1.1 400 Bad Request\r\n\r\nvmharness outside-access proxy: CONNECT takes host:port, port 1 to 65535\n')
+    return
+  }
+  const destination = await allowedDestination(target.host)
   if ('refused' in destination) {
     client.end(`HTTP/1.1 403 Forbidden\r\n\r\nvmharness outside-access proxy: ${destination.refused}\n`)
     return
   }
-  const upstream = connect(Number(portText), destination.address, () => {
+  let established = false
+  const upstream = connect(target.port, destination.address, () => {
+    established = true
     client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
     if (head.length > 0) upstream.write(head)
     upstream.pipe(client)
     client.pipe(upstream)
   })
-  upstream.on('error', (error) => client.end(`HTTP/1.1 502 Bad Gateway\r\n\r\nvmharness outside-access proxy: ${error.message}\n`))
+  upstream.on('error', (error) => {
+    if (established) client.destroy()
+    else client.end(`HTTP/1.1 502 Bad Gateway\r\n\r\nvmharness outside-access proxy: ${error.message}\n`)
+  })
+  upstream.on('close', () => client.destroy())
+  client.on('close', () => upstream.destroy())
 }
 
-function splitHostPort(authority: string): [string, string] {
-  const match = /^\[?([^\]]*?)\]?:(\d+)$/.exec(authority)
-  return match ? [match[1] as string, match[2] as string] : [authority, '443']
+/** `host:port` or `[v6]:port`; undefined for anything else, or a port outside 1..65535. */
+export function splitHostPort(authority: string): { host: string; port: number } | undefined {
+  const match = /^(?:\[([^\]]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(authority)
+  const port = Number(match?.[3])
+  if (!match || port < 1 || port > 65535) return undefined
+  return { host: (match[1] ?? match[2]) as string, port }
 }

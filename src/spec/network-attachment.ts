@@ -70,6 +70,7 @@ export function checkAttachments(value: unknown): NetworkAttachment[] {
   }
   if (value.length > maxNetworks) throw new SpecError(`at most ${maxNetworks} networks per machine, got ${value.length}`, 'networks')
   const seen = new Set<number>()
+  const names = new Set<string>()
   return value.map((entry: NetworkAttachment, position) => {
     const field = `networks[${position}]`
     if (typeof entry !== 'object' || entry === null || typeof entry.switchSocket !== 'string' || typeof entry.network !== 'string' || !Array.isArray(entry.hosts)) {
@@ -79,8 +80,10 @@ export function checkAttachments(value: unknown): NetworkAttachment[] {
     if (entry.mac !== expected.mac || entry.ipv4 !== expected.ipv4 || entry.ipv6 !== expected.ipv6) {
       throw new SpecError(`addresses do not follow from network ${entry.index}, machine ${entry.node}`, field)
     }
-    if (seen.has(entry.index)) throw new SpecError(`joins network number ${entry.index} twice`, field)
+    if (seen.has(entry.index)) throw new SpecError(`joins network number ${entry.index} twice (give each Network an index of its own)`, field)
+    if (names.has(entry.network)) throw new SpecError(`joins two networks named '${entry.network}': name them apart, since guestIp, block and unblock find a network by name`, field)
     seen.add(entry.index)
+    names.add(entry.network)
     return entry
   })
 }

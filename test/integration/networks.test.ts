@@ -71,7 +71,7 @@ describe('machines on a network', () => {
     expect(await reaches(server, 'client')).toBe(true)
   })
 
-  test('leaves an open connection between the machines, changed files on both, and a partition', async ({ server, client, networks }) => {
+  test('leaves an open connection between the machines, changed files on both, a partition and a blocked link', async ({ server, client, networks }) => {
     await server.succeed('(sleep 600 | nc -l -p 7001 >/dev/null 2>&1 &)')
     await server.waitForOpenPort(7001)
     await client.succeed('(sleep 600 | nc server 7001 >/dev/null 2>&1 &)')
@@ -79,9 +79,10 @@ describe('machines on a network', () => {
     await server.succeed('echo dirty > /root/state')
     await client.succeed('echo dirty > /root/state')
     await networks.lan.partition(['server'], ['client'])
+    await server.block()
   })
 
-  test('the next test finds both machines clean, healed, and able to connect again', async ({ server, client }) => {
+  test('the next test finds both machines clean, healed, links up, and able to connect again', async ({ server, client }) => {
     expect(await server.succeed('cat /root/state')).toBe('golden\n')
     expect(await client.succeed('cat /root/state')).toBe('golden\n')
     expect((await server.exec(established7001)).exitCode).not.toBe(0)
@@ -100,17 +101,22 @@ describe('the library: Network.create and Vm.start({ networks })', () => {
   it('numbers machines in the order they join, names every machine on the network in each /etc/hosts, and frees the number when a machine goes', async () => {
     await using lan = await Network.create({ name: 'office' })
     await using first = await Vm.start({ image: 'tiny', name: 'alpha', networks: [lan] })
-    const second = await Vm.start({ image: 'tiny', name: 'beta', networks: [lan] })
+    // Two more side by side: each joins before either runs, so neither seed names the other.
+    const [second, third] = await Promise.all([Vm.start({ image: 'tiny', name: 'beta', networks: [lan] }), Vm.start({ image: 'tiny', name: 'gamma', networks: [lan] })])
     try {
       expect(await first.guestIp('office')).toBe(`192.168.${lan.index}.1`)
-      expect(await second.guestIp(lan)).toBe(`192.168.${lan.index}.2`)
-      expect(lan.members().map((member) => member.name)).toEqual(['alpha', 'beta'])
+      expect([await second.guestIp(lan), await third.guestIp(lan)].sort()).toEqual([`192.168.${lan.index}.2`, `192.168.${lan.index}.3`])
+      expect(lan.members().map((member) => member.name).sort()).toEqual(['alpha', 'beta', 'gamma'])
       await second.succeed('ping -c 1 -W 5 alpha')
-      // alpha was up before beta joined: it learnt beta's name when beta came up.
+      // alpha was up before the others: it learnt their names when they came up.
       await first.succeed('ping -c 1 -W 5 beta')
-      await first.succeed('ping -6 -c 1 -W 5 beta')
+      await first.succeed('ping -6 -c 1 -W 5 gamma')
+      await second.succeed('ping -c 1 -W 5 gamma')
+      await third.succeed('ping -c 1 -W 5 beta')
+      // The harness's own commands are not the test's: they stay out of the record a failure report prints.
+      expect(first.commands.map((record) => record.command).join('\n')).not.toContain('/etc/hosts')
     } finally {
-      await second.destroy()
+      await Promise.all([second.destroy(), third.destroy()])
     }
     expect(lan.members().map((member) => member.name)).toEqual(['alpha'])
   })

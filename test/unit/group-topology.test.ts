@@ -42,6 +42,11 @@ describe('topologyOf', () => {
     expect(() => topologyOf({ a: { image: 'tiny', networks: [] } }, undefined)).toThrow(/machines\.a\.networks/)
   })
 
+  it('refuses a network name QEMU and messages cannot carry, and two machines with one host name', () => {
+    expect(() => topologyOf({ a: tiny }, { 'back end': ['a'] })).toThrow(SpecError)
+    expect(() => topologyOf({ web_1: tiny, 'web-1': tiny }, undefined)).toThrow(/'web_1' and 'web-1' would both be 'web-1'/)
+  })
+
   it('refuses more than 254 networks or machines', () => {
     const many = Object.fromEntries(Array.from({ length: 255 }, (_, i) => [`m${i}`, tiny]))
     expect(() => topologyOf(many, {})).toThrow(/at most 254 machines/)

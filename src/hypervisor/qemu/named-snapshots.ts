@@ -7,6 +7,7 @@ import { loadOnNextLaunch } from './incoming-state.js'
 import { launchQemu } from './launch.js'
 import { loadInternalSnapshot, saveExternalSnapshot, saveInternalSnapshot } from './qemu-snapshots.js'
 import { monitorOf, type QemuVm } from './qemu-vm.js'
+import { networkIds } from './qemu-argv.js'
 import { readSavedState } from './saved-state.js'
 
 /** Saves the VM under `name`: internal (default) into its own overlay, external into a directory of its own. */
@@ -40,7 +41,11 @@ export async function restoreSnapshot(vm: VmHandle, record: QemuVm, name: string
     throw new SnapshotError(`no such snapshot in this VM (it has: ${known})`, name, { vm: vm.name })
   }
   if (snapshot.info.kind === 'internal') {
-    await loadInternalSnapshot(record, monitorOf(record, vm.name), snapshot, options.leavePaused)
+    const qmp = monitorOf(record, vm.name)
+    await loadInternalSnapshot(record, qmp, snapshot, options.leavePaused)
+    // The load brings back the NIC's own link state but not its switch side's, which `block` set
+    // too: a restored VM has every link up (a new process, after an external restore, has anyway).
+    for (const nic of record.launch.networks ?? []) await qmp.execute('set_link', { name: networkIds(nic.index).device, up: true })
     return
   }
   await relaunchFrom(vm, record, snapshot.info.path ?? '', hostTools, options)

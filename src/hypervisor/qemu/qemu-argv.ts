@@ -1,5 +1,5 @@
 import type { MachineType } from '../../spec/vm-spec.js'
-import { outsideProxyAddress } from '../../network/outside-proxy.js'
+import { outsideProxyAddress } from '../../network/outside-address.js'
 import type { DiskIoMode } from './disk-io.js'
 
 export interface QemuLaunch {

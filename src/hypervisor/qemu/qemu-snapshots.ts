@@ -84,7 +84,8 @@ export async function saveExternalSnapshot(
       dir,
       {
         name,
-        launch: { accel, machine, memoryMiB, cpus, kernel, initrd, kernelArgs, networks, outsideAccess },
+        // The switches are this run's: a clone is told its own.
+        launch: { accel, machine, memoryMiB, cpus, kernel, initrd, kernelArgs, networks: networks?.map((nic) => ({ ...nic, switchSocket: '' })), outsideAccess },
         hasSeed: record.launch.seedIso !== undefined,
         ssh: { user: record.ssh.user, hostKey: record.ssh.hostKey },
         readyMarker: markers.readyMarker,
