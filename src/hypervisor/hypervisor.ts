@@ -71,6 +71,12 @@ export interface SnapshotOptions {
   dir?: string
 }
 
+export interface StartVmOptions {
+  signal?: AbortSignal
+  /** A VM that starts from a saved state stays paused once it is loaded (clones started together, resumed together). */
+  leavePaused?: boolean
+}
+
 export interface PrepareOptions {
   signal?: AbortSignal
   onProgress?: (line: string) => void
@@ -86,7 +92,7 @@ export interface Hypervisor {
   /** Allocates everything the VM needs (overlay, seed, ports, run directory) without starting it. */
   prepare(spec: ResolvedSpec, options?: PrepareOptions): Promise<VmHandle>
   /** Starts the VM process; resolves once the backend controls it (not when the guest is ready). */
-  start(vm: VmHandle, options?: { signal?: AbortSignal }): Promise<void>
+  start(vm: VmHandle, options?: StartVmOptions): Promise<void>
   /** Asks the guest to power off, then forces it after `timeoutMs`. */
   stop(vm: VmHandle, timeoutMs: number): Promise<void>
   /** Stops the VM at once and removes every resource it held. */

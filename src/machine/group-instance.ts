@@ -19,6 +19,9 @@ export class GroupInstance implements AsyncDisposable {
    * clones), `parallel` at a time. On any failure nothing is left running.
    */
   static async start(topology: GroupTopology, specOf: (machine: TopologyMachine) => VmSpec, options: StartOptions, parallel: number): Promise<GroupInstance> {
+    // Clones of one saved instant are loaded paused and resumed together, so that no member runs
+    // (and sends to a peer that is not there yet) before the others.
+    const clones = topology.machines.every((machine) => specOf(machine).restoreFrom !== undefined)
     const networks = new Map<string, Network>()
     const vms = new Map<string, Vm>()
     const instance = new GroupInstance(topology, networks, vms)
@@ -36,7 +39,7 @@ export class GroupInstance implements AsyncDisposable {
         for (let machine = queue.shift(); machine; machine = queue.shift()) {
           const spec = { ...specOf(machine), name: machine.name, networks: memberAttachments(topology, machine, sockets) }
           try {
-            started.set(machine.name, await Vm.start(spec, options))
+            started.set(machine.name, await Vm.start(spec, { ...options, leavePaused: clones }))
           } catch (error) {
             queue.length = 0
             throw error
@@ -51,6 +54,10 @@ export class GroupInstance implements AsyncDisposable {
       }
       const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected')
       if (failed) throw failed.reason
+      if (clones) {
+        await Promise.all(instance.members.map((vm) => vm.resume()))
+        await Promise.all(instance.members.map((vm) => vm.reconnect(options.signal)))
+      }
       return instance
     } catch (error) {
       await instance.destroy()

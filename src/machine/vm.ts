@@ -30,6 +30,11 @@ export interface StartOptions {
   signal?: AbortSignal
   /** Where progress on long work goes (image builds, boots): default one updating line on stderr, or plain lines when it is not a terminal; VMHARNESS_PROGRESS=0 silences it. */
   onProgress?: (line: string) => void
+  /**
+   * A clone (`restoreFrom`) stays paused once its state is loaded, with no SSH session yet: call
+   * `resume()`, then `reconnect()`. For starting several clones at one instant (a group).
+   */
+  leavePaused?: boolean
 }
 
 let sharedProgress: ProgressReporter | undefined
@@ -88,9 +93,10 @@ export class Vm implements AsyncDisposable {
     }
     const handle = await hypervisor.prepare(resolved, options)
     try {
-      await hypervisor.start(handle, options)
+      const paused = options.leavePaused === true && handle.restoredFrom !== undefined
+      await hypervisor.start(handle, { signal: options.signal, leavePaused: paused })
       let session: SshSession | undefined
-      if (handle.ssh) {
+      if (handle.ssh && !paused) {
         session = handle.restoredFrom
           ? await reconnectAfterRestore(hypervisor, handle, options.signal)
           : await waitForBoot(hypervisor, handle, handle.ssh, { timeoutMs: resolved.bootTimeoutMs ?? defaultBootTimeoutMs[handle.accel], signal: options.signal, onProgress: options.onProgress })

@@ -11,6 +11,7 @@ import {
   type PrepareOptions,
   type SnapshotInfo,
   type SnapshotOptions,
+  type StartVmOptions,
   type VmHandle,
   type VmState,
 } from '../hypervisor.js'
@@ -49,10 +50,10 @@ export class QemuHypervisor implements Hypervisor, Suspending, Snapshotting, Kee
     return handle
   }
 
-  async start(vm: VmHandle, options: { signal?: AbortSignal } = {}): Promise<void> {
+  async start(vm: VmHandle, options: StartVmOptions = {}): Promise<void> {
     const record = this.vms.lookUp(vm)
     if (record.process) throw new HypervisorError('is already started', { vm: vm.name })
-    await launchQemu(vm.name, record, await this.hostTools(), options.signal)
+    await launchQemu(vm.name, record, await this.hostTools(), options.signal, { leavePaused: options.leavePaused })
   }
 
   async stop(vm: VmHandle, timeoutMs: number): Promise<void> {
