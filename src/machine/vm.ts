@@ -6,11 +6,12 @@ import { canKeep, canLink, canSnapshot, canSuspend } from '../hypervisor/capabil
 import type { Hypervisor, SnapshotInfo, SnapshotOptions, VmHandle, VmState } from '../hypervisor/hypervisor.js'
 import { chooseBackend, hypervisorFor } from '../hypervisor/router.js'
 import type { VmSpec } from '../spec/vm-spec.js'
-import { isJoinable, joinNetworks, type JoinableNetwork, type NetworkAttachment, type NetworkChoice } from '../spec/network-attachment.js'
+import type { JoinableNetwork, NetworkAttachment } from '../spec/network-attachment.js'
+import { joinSpecNetworks } from './spec-networks.js'
 import { attachmentNamed } from '../hypervisor/network-choice.js'
 import { waitForNetworkAddresses } from './network-readiness.js'
 import { forget, introduce } from './network-neighbours.js'
-import { outsideProxyAddress } from '../network/outside-address.js'
+import { pointAtOutsideProxy } from './outside-proxy-setup.js'
 import { resolveSpec } from '../spec/vm-spec.js'
 import type { KeptVm } from '../hypervisor/keep/kept-vms.js'
 import { progressReporter, type ProgressReporter } from './progress.js'
@@ -445,30 +446,6 @@ export class Vm implements AsyncDisposable {
     if (!this.session) throw new HypervisorError(`cannot ${operation}: no SSH session (the VM was stopped?)`, { vm: this.name })
     return this.session
   }
-}
-
-/** Tells login shells and apt (where there is one) to go out through the harness's proxy. */
-async function pointAtOutsideProxy(session: SshSession, vmName: string): Promise<void> {
-  const url = `http://${outsideProxyAddress.host}:${outsideProxyAddress.port}`
-  const script = [
-    'mkdir -p /etc/profile.d',
-    `printf 'export http_proxy=${url} https_proxy=${url} HTTP_PROXY=${url} HTTPS_PROXY=${url}\\n' > /etc/profile.d/vmharness-proxy.sh`,
-    `{ grep -qs vmharness-proxy /etc/profile || printf '. /etc/profile.d/vmharness-proxy.sh # vmharness-proxy\\n' >> /etc/profile; }`,
-    `if [ -d /etc/apt/apt.conf.d ]; then printf 'Acquire::http::Proxy "${url}";\\nAcquire::https::Proxy "${url}";\\n' > /etc/apt/apt.conf.d/80vmharness-proxy; fi`,
-  ].join(' && ')
-  const result = await session.exec(script)
-  if (result.exitCode !== 0) throw new HypervisorError(`could not point the guest at the outside-access proxy: ${result.stderr.trim()}`, { vm: vmName })
-}
-
-/** Network objects in the spec are joined here (a machine number each); attachments given as data pass through. */
-function joinSpecNetworks(spec: VmSpec): { attachments: NetworkAttachment[] | undefined; joined: JoinableNetwork[]; machine: string } {
-  const entries = spec.networks
-  if (!Array.isArray(entries)) return { attachments: entries, joined: [], machine: '' }
-  const choices = entries.filter((entry): entry is NetworkChoice => isJoinable(entry) || isJoinable((entry as { network?: unknown } | null)?.network))
-  if (choices.length === 0) return { attachments: entries as NetworkAttachment[], joined: [], machine: '' }
-  if (choices.length !== entries.length) throw new SpecError('mixes Network objects and attachments: give Network objects only', 'networks')
-  const machine = resolveSpec({ ...spec, networks: [] }).name
-  return { attachments: joinNetworks(machine, choices), joined: choices.map((choice) => (isJoinable(choice) ? choice : choice.network)), machine }
 }
 
 function fileSize(path: string): number {
