@@ -154,7 +154,7 @@ export class CleanGroup {
     const hash = new ContentHash().text('kind', 'group')
     for (const machine of this.topology.machines) {
       const spec = { ...this.specOf(machine), name: machine.name, networks: memberAttachments(this.topology, machine, new Map()) }
-      const { key } = await recipeGoldenKey({ spec, setup: machine.config.setup, setupKey: machine.config.setupKey }, options)
+      const key = await recipeGoldenKey({ spec, setup: machine.config.setup, setupKey: machine.config.setupKey }, options)
       hash.text(`machine ${machine.number}`, `${machine.name} ${key}`)
     }
     return hash.text('networks', JSON.stringify(this.topology.networks)).digest()

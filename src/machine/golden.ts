@@ -75,11 +75,11 @@ export async function startFromGolden(recipe: GoldenRecipe, options: StartOption
   }
 }
 
-/** The golden key of one recipe, and the backend it was reckoned for (a group's key is made of its members'). */
-export async function recipeGoldenKey(recipe: GoldenRecipe, options: StartOptions = {}): Promise<{ key: string; backend: string }> {
+/** The golden key of one recipe (a group's key is made of its members'). */
+export async function recipeGoldenKey(recipe: GoldenRecipe, options: StartOptions = {}): Promise<string> {
   const resolved = resolveSpec(recipe.spec)
   const backend = options.hypervisor?.name ?? (await chooseBackend(resolved.backend))
-  return { key: await goldenKey(resolved, backend, recipe, options), backend }
+  return goldenKey(resolved, backend, recipe, options)
 }
 
 /** Everything a golden snapshot's saved state depends on: a change to any of them gives another key. */
