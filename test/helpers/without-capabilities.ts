@@ -9,7 +9,7 @@ export function withoutCapabilities(backend: Hypervisor): Hypervisor {
     stop: (vm, timeoutMs) => backend.stop(vm, timeoutMs),
     destroy: (vm) => backend.destroy(vm),
     state: (vm) => backend.state(vm),
-    guestIp: (vm) => backend.guestIp(vm),
+    guestIp: (vm, network) => backend.guestIp(vm, network),
     consoleEndpoint: (vm) => backend.consoleEndpoint(vm),
     consoleTail: (vm, lines) => backend.consoleTail(vm, lines),
   }
