@@ -10,6 +10,7 @@ export type RequirementId =
   | 'qemu-img'
   | 'seed-iso-tool'
   | 'setpriv'
+  | 'flock'
   | 'vde-switch'
   | 'guest-kernel'
   | 'busybox-static'
@@ -75,6 +76,7 @@ export const requirements: Requirement[] = [
   { id: 'qemu-img', what: 'qemu-img', debianPackage: 'qemu-utils', neededFor: 'disk overlays and images', locate: () => findBinary('qemu-img') },
   { id: 'seed-iso-tool', what: 'a seed-ISO tool (genisoimage, xorriso or mkisofs)', debianPackage: 'genisoimage', neededFor: 'NoCloud seeds', locate: overridable('seed-iso-tool', () => firstBinary('genisoimage', 'mkisofs', 'xorriso')) },
   { id: 'setpriv', what: 'setpriv', debianPackage: 'util-linux', neededFor: 'VMs that die with their owner', locate: () => findBinary('setpriv') },
+  { id: 'flock', what: 'flock', debianPackage: 'util-linux', neededFor: 'cache locks that workers and shards share', locate: () => findBinary('flock') },
   { id: 'vde-switch', what: 'vde_switch', debianPackage: 'vde2', neededFor: 'networks between machines', locate: () => findBinary('vde_switch') },
   { id: 'guest-kernel', what: 'a guest kernel (/boot/vmlinuz-*-cloud-amd64)', debianPackage: 'linux-image-cloud-amd64', neededFor: 'the tiny image', locate: () => findGuestKernel() },
   {
