@@ -27,6 +27,16 @@ describe('.ci/report-summary.mjs', () => {
     expect(summary.exitCode).toBe(1)
   }, 60_000)
 
+  it('adds up several reports (one per Node version), naming the later ones on their skips, and counts a missing one as failed', async () => {
+    const reportFile = join(out, 'report.json')
+    await execa('npx', ['vitest', 'run', '--config', 'test/suites/plain.vitest.config.ts', '--reporter', 'json', '--outputFile', reportFile], { reject: false, env: { FORCE_COLOR: '0' } })
+    const summary = await execa('node', ['.ci/report-summary.mjs', reportFile, reportFile, join(out, 'none.json')], { reject: false })
+    const lines = summary.stdout.split('\n')
+    expect(lines.filter((line) => line.startsWith(`skipped: [${reportFile}] `))).toHaveLength(2)
+    expect(lines.at(-1)).toBe('2 passed, 3 failed, 4 skipped')
+    expect(summary.exitCode).toBe(1)
+  }, 60_000)
+
   it('counts a missing report as a failure', async () => {
     const summary = await execa('node', ['.ci/report-summary.mjs', join(out, 'none.json')], { reject: false })
     expect(summary.stdout).toContain('0 passed, 1 failed, 0 skipped')
