@@ -1,5 +1,6 @@
-import { connect, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { connectUnixSocket } from '../common/unix-socket.js'
 import { NetworkError } from '../errors.js'
 
 /**
@@ -79,7 +80,7 @@ export class VdeMgmt {
       options.signal?.throwIfAborted()
       let socket: Socket | undefined
       try {
-        socket = await openSocket(path)
+        socket = await connectUnixSocket(path)
         const mgmt = new VdeMgmt(socket, path, options.network)
         await mgmt.awaitPrompt(Math.max(1, deadline - Date.now()))
         return mgmt
@@ -185,17 +186,6 @@ export class VdeMgmt {
     this.socket.destroy()
     this.waiter?.(this.closedError)
   }
-}
-
-function openSocket(path: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(path)
-    socket.once('connect', () => {
-      socket.off('error', reject)
-      resolve(socket)
-    })
-    socket.once('error', reject)
-  })
 }
 
 /** A reply's code, message and data block; undefined when it has no status line. */

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
-import { connect, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { connectUnixSocket } from '../../common/unix-socket.js'
 import { QmpError } from '../../errors.js'
 
 export interface QmpEvent {
@@ -45,7 +46,7 @@ export class QmpClient extends EventEmitter {
     for (;;) {
       options.signal?.throwIfAborted()
       try {
-        const socket = await openSocket(path)
+        const socket = await connectUnixSocket(path)
         const client = new QmpClient(socket, options.commandTimeoutMs ?? 30_000)
         await client.handshake(Math.max(1, deadline - Date.now()))
         return client
@@ -171,15 +172,4 @@ export class QmpClient extends EventEmitter {
     }
     this.emit('close')
   }
-}
-
-function openSocket(path: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(path)
-    socket.once('connect', () => {
-      socket.off('error', reject)
-      resolve(socket)
-    })
-    socket.once('error', reject)
-  })
 }
