@@ -2,11 +2,12 @@
 // baselines measured in the same run (ratios, since these machines are shared and noisy).
 // Counts: --boot-rounds N --command-rounds N --openssh-rounds N (or BENCH_BOOT_ROUNDS,
 // BENCH_COMMAND_ROUNDS, BENCH_OPENSSH_ROUNDS); defaults 7, 100, 20.
-import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import ssh2 from 'ssh2'
+import { consolePollMs, consoleShows } from './console-marker.js'
 import { diskIoVerdict, type DiskIoMode } from '../src/hypervisor/qemu/disk-io.js'
 import { QemuHypervisor } from '../src/hypervisor/qemu/qemu-hypervisor.js'
 import { freeLoopbackPort } from '../src/host/free-port.js'
@@ -21,8 +22,6 @@ const bootRounds = countOption('boot-rounds', 'BENCH_BOOT_ROUNDS', 7)
 const commandRounds = countOption('command-rounds', 'BENCH_COMMAND_ROUNDS', 100)
 const opensshRounds = countOption('openssh-rounds', 'BENCH_OPENSSH_ROUNDS', 20)
 const starvedAfterMs = 60_000
-/** How often the baseline reads the console log: the library's console watch reads it as often. */
-const consolePollMs = 20
 
 async function libraryBoot(): Promise<number> {
   let vm: Vm | undefined
@@ -70,32 +69,6 @@ async function baselineBoot(hypervisor: QemuHypervisor, tools: { qemu: string; s
     await child
     await hypervisor.destroy(handle)
   }
-}
-
-/** Polls a file until `marker` and the end of its line are in it; false at the deadline. */
-async function consoleShows(path: string, marker: string, deadline: number): Promise<boolean> {
-  let seen = ''
-  let offset = 0
-  while (performance.now() < deadline) {
-    const file = await open(path, 'r').catch(() => undefined)
-    if (file) {
-      try {
-        const buffer = Buffer.alloc(64 * 1024)
-        for (;;) {
-          const { bytesRead } = await file.read(buffer, 0, buffer.length, offset)
-          if (bytesRead === 0) break
-          offset += bytesRead
-          seen = (seen + buffer.subarray(0, bytesRead).toString('latin1')).slice(-8192)
-        }
-      } finally {
-        await file.close()
-      }
-      const at = seen.indexOf(marker)
-      if (at >= 0 && seen.indexOf('\n', at) >= 0) return true
-    }
-    await new Promise((resolve) => setTimeout(resolve, consolePollMs))
-  }
-  return false
 }
 
 /** One ssh2 connection that runs `true` and ends; false when it fails or takes over 5 s. */

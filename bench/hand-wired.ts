@@ -1,11 +1,12 @@
 // Guests on a network wired by hand, as a person would without the library: a vde_switch that this
 // script starts itself, and QEMUs started with the backend's own command line, driven over bare
 // ssh2. The baseline for the library's data path in bench/networks.ts.
-import { mkdtemp, open, rm, stat } from 'node:fs/promises'
+import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa, type ResultPromise } from 'execa'
 import ssh2 from 'ssh2'
+import { consoleShows } from './console-marker.js'
 import type { VmHandle } from '../src/hypervisor/hypervisor.js'
 import { QemuHypervisor } from '../src/hypervisor/qemu/qemu-hypervisor.js'
 import { freeLoopbackPort } from '../src/host/free-port.js'
@@ -37,7 +38,6 @@ export interface HandWiredPair {
 
 /** How long a hand-started guest may take to print its ready marker (a loaded 2-core host under TCG). */
 const bootDeadlineMs = 180_000
-const pollMs = 20
 
 /**
  * A vde_switch on a fresh directory, then one QEMU per name on it (machine n is the n-th name, on
@@ -99,7 +99,7 @@ async function startSwitch(tools: { setpriv: string; vdeSwitch: string }, dir: s
       await stop()
       throw new Error(`the hand-started vde_switch did not come up: ${(await child).stderr}`)
     }
-    await sleep(pollMs)
+    await sleep(20)
   }
   return stop
 }
@@ -129,32 +129,6 @@ async function startGuest(hypervisor: QemuHypervisor, handle: VmHandle, tools: {
     await kill()
     throw error
   }
-}
-
-/** Polls a file until `marker` and the end of its line are in it (as the library's console watch does); false at the deadline or once `gone`. */
-async function consoleShows(path: string, marker: string, deadline: number, gone: () => boolean): Promise<boolean> {
-  let seen = ''
-  let offset = 0
-  while (performance.now() < deadline && !gone()) {
-    const file = await open(path, 'r').catch(() => undefined)
-    if (file) {
-      try {
-        const buffer = Buffer.alloc(64 * 1024)
-        for (;;) {
-          const { bytesRead } = await file.read(buffer, 0, buffer.length, offset)
-          if (bytesRead === 0) break
-          offset += bytesRead
-          seen = (seen + buffer.subarray(0, bytesRead).toString('latin1')).slice(-8192)
-        }
-      } finally {
-        await file.close()
-      }
-      const at = seen.indexOf(marker)
-      if (at >= 0 && seen.indexOf('\n', at) >= 0) return true
-    }
-    await sleep(pollMs)
-  }
-  return false
 }
 
 async function sshClient(port: number, username: string, privateKey: string): Promise<ssh2.Client> {
