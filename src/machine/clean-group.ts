@@ -3,19 +3,17 @@ import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { ContentHash } from '../common/content-hash.js'
 import { harnessVersion } from '../common/harness-version.js'
-import { SnapshotError, SpecError } from '../errors.js'
+import { SpecError } from '../errors.js'
 import type { KeptVm } from '../hypervisor/keep/kept-vms.js'
-import type { SnapshotKind } from '../hypervisor/hypervisor.js'
-import { discardGolden, ensureGolden } from '../snapshots/golden-store.js'
 import { resolveSpec, type VmSpec } from '../spec/vm-spec.js'
-import { defaultSnapshotKind, type MachineConfig, type RollbackMode } from './clean-machine.js'
-import { recipeGoldenKey } from './golden.js'
+import type { MachineConfig } from './clean-machine.js'
+import { checkRollback, CleanCycle, type GoldenStart, type RollbackChoice } from './clean-cycle.js'
+import { recipeGoldenKey, unitFromGolden } from './golden.js'
 import { GroupInstance } from './group-instance.js'
 import { memberAttachments, type GroupTopology, type TopologyMachine } from './group-topology.js'
-import { defaultPoolSize } from './pool-size.js'
 import { restoreTogether, snapshotTogether } from './vm-group.js'
 import type { StartOptions, Vm } from './vm.js'
-import { perVmOverheadMiB, WarmPool } from './warm-pool.js'
+import { perVmOverheadMiB } from './warm-pool.js'
 
 const cleanTag = 'clean'
 
@@ -24,52 +22,19 @@ const cleanTag = 'clean'
  * of them at one instant, and for every test the whole group back in that state, on switches of
  * its own. The group counterpart of CleanMachine, with the same rollback modes and warm pool.
  */
-export class CleanGroup {
-  private current: GroupInstance | undefined
-  private handedOut = false
-  private started = false
-  private pool: WarmPool<GroupInstance> | undefined
-  private goldenDir: string | undefined
-  private readonly retiring = new Set<Promise<void>>()
+export class CleanGroup extends CleanCycle<GroupInstance> {
   /** Groups kept for debugging: their VMs are no longer ours, their switches are until close. */
   private readonly keptNetworks: GroupInstance[] = []
-  readonly rollback: RollbackMode
-  readonly snapshotKind: SnapshotKind
-  private readonly configuredPool: number | undefined
-  goldenBuilt: boolean | undefined
 
   constructor(
     readonly topology: GroupTopology,
-    private readonly options: StartOptions = {},
+    options: StartOptions = {},
   ) {
-    const config = groupRollback(topology)
-    this.rollback = config.rollback
-    this.snapshotKind = config.snapshotKind
-    this.configuredPool = config.pool
+    super(groupRollback(topology), options)
   }
 
   get names(): string[] {
     return this.topology.machines.map((machine) => machine.name)
-  }
-
-  /** The whole group, clean, for one test. */
-  async acquire(signal?: AbortSignal): Promise<GroupInstance> {
-    const options = { ...this.options, signal }
-    // Not current while a new one is made: a failure then leaves no retired group to hand out next time.
-    const used = this.current
-    this.current = undefined
-    if (!used) this.current = this.started ? await this.nextClean(undefined, options) : await this.first(options)
-    else this.current = this.handedOut ? await this.nextClean(used, options) : used
-    this.started = true
-    this.handedOut = true
-    for (const vm of this.current.members) vm.commands.length = 0
-    return this.current
-  }
-
-  release(instance: GroupInstance): void {
-    if (instance !== this.current || !this.pool) return
-    this.current = undefined
-    this.handBack(instance)
   }
 
   /**
@@ -78,11 +43,7 @@ export class CleanGroup {
    * can talk among itself until the test run ends. A member that cannot be kept is destroyed.
    */
   async keep(instance: GroupInstance, reason: string): Promise<KeptVm[]> {
-    if (instance === this.current) {
-      this.current = undefined
-      this.handedOut = false
-    }
-    this.pool?.forget(instance)
+    this.giveUp(instance)
     const outcomes = await Promise.allSettled(instance.members.map((vm) => vm.keep(reason)))
     this.keptNetworks.push(instance)
     const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected')
@@ -93,148 +54,37 @@ export class CleanGroup {
     return outcomes.map((outcome) => (outcome as PromiseFulfilledResult<KeptVm>).value)
   }
 
-  async close(): Promise<void> {
-    if (this.current) this.retire(this.current)
-    this.current = undefined
-    await this.pool?.close()
-    await Promise.all(this.retiring)
+  override async close(): Promise<void> {
+    await super.close()
     await Promise.all(this.keptNetworks.splice(0).map((instance) => instance.destroy()))
   }
 
-  private async first(options: StartOptions): Promise<GroupInstance> {
-    if (this.rollback === 'reboot') return this.bootAndSetUp(options)
-    const instance = await this.fromGolden(options)
-    try {
-      this.pool = this.makePool(instance.members[0] as Vm)
-      if (this.reloadsInPlace && !this.pool) await snapshotTogether(instance.members, cleanTag)
-    } catch (error) {
-      await instance.destroy()
-      throw error
-    }
-    this.pool?.fill()
-    return instance
-  }
-
-  private async fromGolden(options: StartOptions): Promise<GroupInstance> {
-    const key = await this.goldenKey(options)
-    for (let attempt = 1; ; attempt++) {
-      const { entry, built } = await ensureGolden(
-        key,
-        { group: this.names, networks: this.topology.networks, version: harnessVersion() },
-        async (snapshotDir) => {
-          options.onProgress?.(`golden snapshot for group ${this.names.join(', ')}: booting and running setup`)
-          const instance = await this.bootAndSetUp(options)
-          try {
-            await mkdir(snapshotDir, { mode: 0o700 })
-            const dirOf = new Map(this.topology.machines.map((machine) => [machine.name, join(snapshotDir, memberDir(machine))]))
-            await snapshotTogether(instance.members, 'golden', (vm) => ({ kind: 'external', dir: dirOf.get(vm.name) }))
-            return instance
-          } catch (error) {
-            await instance.destroy()
-            throw error
-          }
-        },
-        options.signal,
-      )
-      this.goldenDir = entry.snapshotDir
-      this.goldenBuilt = built !== undefined
-      if (built) return built
+  /** Every setup runs, then all members are saved at one instant, each into a directory of the entry. */
+  protected async startFromGolden(options: StartOptions): Promise<GoldenStart<GroupInstance>> {
+    const build = async (snapshotDir: string) => {
+      options.onProgress?.(`golden snapshot for group ${this.names.join(', ')}: booting and running setup`)
+      const instance = await this.bootAndSetUp(options)
       try {
-        return await this.clone(options)
-      } catch (error) {
-        if (!(error instanceof SnapshotError) || attempt > 1) throw error
-        options.onProgress?.(`golden snapshot ${entry.key} is unusable (${error.message.split('\n')[0]}); building it again`)
-        await discardGolden(entry.key)
-      }
-    }
-  }
-
-  /** Every member's own key (its recipe with its NICs) and the topology: a change to any of them gives another. */
-  private async goldenKey(options: StartOptions): Promise<string> {
-    const hash = new ContentHash().text('kind', 'group')
-    for (const machine of this.topology.machines) {
-      const spec = { ...this.specOf(machine), name: machine.name, networks: memberAttachments(this.topology, machine, new Map()) }
-      const key = await recipeGoldenKey({ spec, setup: machine.config.setup, setupKey: machine.config.setupKey }, options)
-      hash.text(`machine ${machine.number}`, `${machine.name} ${key}`)
-    }
-    return hash.text('networks', JSON.stringify(this.topology.networks)).digest()
-  }
-
-  private makePool(first: Vm): WarmPool<GroupInstance> | undefined {
-    const specs = this.topology.machines.map((machine) => resolveSpec({ ...this.specOf(machine), name: machine.name }))
-    const guestCpus = specs.reduce((sum, spec) => sum + spec.cpus, 0)
-    const size = this.configuredPool ?? defaultPoolSize({ cores: availableParallelism(), accel: first.handle.accel, guestCpus })
-    if (this.rollback !== 'snapshot' || size === 0) return undefined
-    return new WarmPool<GroupInstance>({
-      size,
-      memoryMiB: specs.reduce((sum, spec) => sum + spec.memory, 0) + (specs.length - 1) * perVmOverheadMiB,
-      start: () => this.cleanClone(),
-      recycle: this.reloadsInPlace ? (instance) => this.reload(instance) : undefined,
-    })
-  }
-
-  private async nextClean(used: GroupInstance | undefined, options: StartOptions): Promise<GroupInstance> {
-    if (this.rollback === 'none') {
-      if (used && (await isWhole(used))) return used
-    } else if (this.rollback === 'reboot') {
-      if (used) this.retire(used)
-      return this.bootAndSetUp(options)
-    } else if (this.pool) {
-      if (used) this.handBack(used)
-      const taken = await this.pool.take().catch(() => undefined)
-      if (taken && (await isWhole(taken))) return taken
-      if (taken) this.retire(taken)
-      return this.cleanClone(options)
-    } else if (used && this.reloadsInPlace) {
-      return this.reload(used, options)
-    }
-    if (used) this.retire(used)
-    return this.cleanClone(options)
-  }
-
-  private get reloadsInPlace(): boolean {
-    return this.rollback === 'snapshot' && this.snapshotKind === 'internal'
-  }
-
-  /**
-   * The whole group back to its clean state in place: switches healed, every member loaded while
-   * all are paused (which brings their links up). A group that cannot be (a VM or a switch died) is replaced.
-   */
-  private async reload(instance: GroupInstance, options: StartOptions = this.options): Promise<GroupInstance> {
-    if (await isWhole(instance)) {
-      try {
-        // Partitions live in the switches, not in the VMs' state; a restore brings blocked links back up.
-        await Promise.all([...instance.networks.values()].map((network) => network.heal()))
-        await restoreTogether(instance.members, cleanTag, options.signal)
+        await mkdir(snapshotDir, { mode: 0o700 })
+        const dirOf = new Map(this.topology.machines.map((machine) => [machine.name, join(snapshotDir, memberDir(machine))]))
+        await snapshotTogether(instance.members, 'golden', (vm) => ({ kind: 'external', dir: dirOf.get(vm.name) }))
         return instance
-      } catch {
-        // Replaced below.
+      } catch (error) {
+        await instance.destroy()
+        throw error
       }
     }
-    this.retire(instance)
-    return this.cleanClone(options)
-  }
-
-  private async cleanClone(options: StartOptions = this.options): Promise<GroupInstance> {
-    const instance = await this.clone(options)
-    if (!this.reloadsInPlace) return instance
-    try {
-      await snapshotTogether(instance.members, cleanTag)
-      return instance
-    } catch (error) {
-      this.retire(instance)
-      throw error
-    }
+    const description = { group: this.names, networks: this.topology.networks, version: harnessVersion() }
+    const { unit, entry, built } = await unitFromGolden(await this.goldenKey(options), description, build, (dir) => this.cloneFrom(dir, options), options)
+    return { unit, goldenDir: entry.snapshotDir, built }
   }
 
   /** A new copy of the group from the golden snapshot, on new switches. */
-  private clone(options: StartOptions = this.options): Promise<GroupInstance> {
-    const golden = this.goldenDir
-    if (!golden) throw new Error(`vmharness: group ${this.names.join(', ')} cloned before its golden snapshot existed`)
-    return GroupInstance.start(this.topology, (machine) => ({ ...this.specOf(machine), restoreFrom: join(golden, memberDir(machine)) }), options, this.topology.machines.length)
+  protected cloneFrom(goldenDir: string, options: StartOptions): Promise<GroupInstance> {
+    return GroupInstance.start(this.topology, (machine) => ({ ...this.specOf(machine), restoreFrom: join(goldenDir, memberDir(machine)) }), options, this.topology.machines.length)
   }
 
-  private async bootAndSetUp(options: StartOptions): Promise<GroupInstance> {
+  protected async bootAndSetUp(options: StartOptions): Promise<GroupInstance> {
     // Under TCG boots share the CPUs: one at a time on a small host keeps each within its timeout.
     const instance = await GroupInstance.start(this.topology, (machine) => this.specOf(machine), options, Math.max(1, Math.floor(availableParallelism() / 2)))
     try {
@@ -248,14 +98,54 @@ export class CleanGroup {
     }
   }
 
-  private handBack(instance: GroupInstance): void {
-    if (!this.pool?.takeBack(instance)) this.retire(instance)
+  protected async saveClean(instance: GroupInstance): Promise<void> {
+    await snapshotTogether(instance.members, cleanTag)
   }
 
-  private retire(instance: GroupInstance): void {
-    const done = instance.destroy().catch(() => undefined)
-    this.retiring.add(done)
-    void done.then(() => this.retiring.delete(done))
+  /** Switches healed (partitions live in the switches, not in the VMs), then every member reloaded while all are paused (which brings their links up). */
+  protected async restoreClean(instance: GroupInstance, options: StartOptions): Promise<void> {
+    await Promise.all([...instance.networks.values()].map((network) => network.heal()))
+    await restoreTogether(instance.members, cleanTag, options.signal)
+  }
+
+  protected async isUsable(instance: GroupInstance): Promise<boolean> {
+    if (instance.destroyed) return false
+    try {
+      instance.assertNetworksAlive()
+    } catch {
+      return false
+    }
+    const states = await Promise.all(instance.members.map((vm) => vm.state().catch(() => undefined)))
+    return states.every((state) => state?.status === 'running' || state?.status === 'paused')
+  }
+
+  /** All members together: their vCPUs for the default pool size, their memory (and QEMU's overhead for all but one) for the room check. */
+  protected poolDemand(first: GroupInstance): { accel: Vm['handle']['accel']; guestCpus: number; memoryMiB: number } {
+    const specs = this.topology.machines.map((machine) => resolveSpec({ ...this.specOf(machine), name: machine.name }))
+    return {
+      accel: (first.members[0] as Vm).handle.accel,
+      guestCpus: specs.reduce((sum, spec) => sum + spec.cpus, 0),
+      memoryMiB: specs.reduce((sum, spec) => sum + spec.memory, 0) + (specs.length - 1) * perVmOverheadMiB,
+    }
+  }
+
+  protected startRecord(instance: GroupInstance): void {
+    for (const vm of instance.members) vm.commands.length = 0
+  }
+
+  protected describe(): string {
+    return `group ${this.names.join(', ')}`
+  }
+
+  /** Every member's own key (its recipe with its NICs) and the topology: a change to any of them gives another. */
+  private async goldenKey(options: StartOptions): Promise<string> {
+    const hash = new ContentHash().text('kind', 'group')
+    for (const machine of this.topology.machines) {
+      const spec = { ...this.specOf(machine), name: machine.name, networks: memberAttachments(this.topology, machine, new Map()) }
+      const key = await recipeGoldenKey({ spec, setup: machine.config.setup, setupKey: machine.config.setupKey }, options)
+      hash.text(`machine ${machine.number}`, `${machine.name} ${key}`)
+    }
+    return hash.text('networks', JSON.stringify(this.topology.networks)).digest()
   }
 
   private specOf(machine: TopologyMachine): VmSpec {
@@ -268,36 +158,16 @@ function memberDir(machine: TopologyMachine): string {
   return `machine-${machine.number}`
 }
 
-async function isWhole(instance: GroupInstance): Promise<boolean> {
-  if (instance.destroyed) return false
-  try {
-    instance.assertNetworksAlive()
-  } catch {
-    return false
-  }
-  const states = await Promise.all(instance.members.map((vm) => vm.state().catch(() => undefined)))
-  return states.every((state) => state?.status === 'running' || state?.status === 'paused')
-}
-
 /** How a group rolls back, from its members' configs: they must agree (a SpecError says where they do not). */
-export function groupRollback(topology: GroupTopology): { rollback: RollbackMode; snapshotKind: SnapshotKind; pool: number | undefined } {
-  const rollback = oneOf(agreed(topology, 'rollback', 'snapshot'), 'rollback', ['snapshot', 'reboot', 'none'])
-  const snapshotKind = oneOf(agreed(topology, 'snapshotKind', defaultSnapshotKind), 'snapshotKind', ['internal', 'external'])
-  const pool = agreed(topology, 'pool', undefined)
-  if (pool !== undefined && (!Number.isInteger(pool) || pool < 0 || pool > 16)) throw new SpecError(`must be a whole number from 0 to 16, got ${String(pool)}`, 'pool')
-  return { rollback, snapshotKind, pool }
-}
-
-function oneOf<T extends string>(value: T, field: string, choices: readonly T[]): T {
-  if (!choices.includes(value)) throw new SpecError(`must be one of ${choices.map((c) => `'${c}'`).join(', ')}, got '${String(value)}'`, field)
-  return value
+export function groupRollback(topology: GroupTopology): RollbackChoice {
+  return checkRollback({ rollback: agreed(topology, 'rollback'), snapshotKind: agreed(topology, 'snapshotKind'), pool: agreed(topology, 'pool') }, '')
 }
 
 /** Machines of one group roll back together, so they must agree on how (the first that says wins; a different word is an error). */
-function agreed<K extends 'rollback' | 'snapshotKind' | 'pool', D extends MachineConfig[K]>(topology: GroupTopology, field: K, fallback: D): NonNullable<MachineConfig[K]> | D {
+function agreed<K extends 'rollback' | 'snapshotKind' | 'pool'>(topology: GroupTopology, field: K): MachineConfig[K] {
   const given = topology.machines.filter((machine) => machine.config[field] !== undefined)
   const first = given[0]
-  if (!first) return fallback
+  if (!first) return undefined
   const other = given.find((machine) => machine.config[field] !== first.config[field])
   if (other) {
     throw new SpecError(
@@ -305,5 +175,5 @@ function agreed<K extends 'rollback' | 'snapshotKind' | 'pool', D extends Machin
       `machines.${other.name}.${field}`,
     )
   }
-  return first.config[field] as NonNullable<MachineConfig[K]>
+  return first.config[field]
 }

@@ -21,23 +21,19 @@ export interface GoldenRecipe {
   setupKey?: string
 }
 
-export interface GoldenResult {
-  entry: GoldenEntry
-  /** The VM that built the snapshot, still running at exactly the saved state; absent when the cache had it. */
-  builder: Vm | undefined
-}
-
 /**
  * The golden snapshot of a recipe: from the cache when an entry with the same key exists (see
  * GoldenKeyInputs: harness code, hypervisor binary, image contents and kernel line, spec, setup
- * source and setupKey), else booted, set up and saved now (the builder VM is handed back).
+ * source and setupKey), else booted, set up and saved now; and a VM at exactly that state (the
+ * builder, or a clone). A cached snapshot that cannot be loaded (damaged, or saved by another
+ * QEMU) is discarded and built again once.
  */
-export async function goldenSnapshot(recipe: GoldenRecipe, options: StartOptions = {}): Promise<GoldenResult> {
+export async function startFromGolden(recipe: GoldenRecipe, options: StartOptions = {}): Promise<{ vm: Vm; entry: GoldenEntry; built: boolean }> {
   const resolved = resolveSpec(recipe.spec)
   const backend = options.hypervisor?.name ?? (await chooseBackend(resolved.backend))
   const key = await goldenKey(resolved, backend, recipe, options)
   const description = { spec: recipe.spec, backend, setupKey: recipe.setupKey, version: harnessVersion() }
-  const { entry, built } = await ensureGolden(
+  const { unit, entry, built } = await unitFromGolden(
     key,
     description,
     async (snapshotDir) => {
@@ -52,21 +48,29 @@ export async function goldenSnapshot(recipe: GoldenRecipe, options: StartOptions
         throw error
       }
     },
-    options.signal,
+    (snapshotDir) => Vm.start({ ...recipe.spec, restoreFrom: snapshotDir }, options),
+    options,
   )
-  return { entry, builder: built }
+  return { vm: unit, entry, built }
 }
 
 /**
- * Starts a clone of the golden snapshot. A cached snapshot that cannot be loaded (damaged, or
- * saved by another QEMU) is discarded and built again once.
+ * The golden entry `key` and a unit (a VM, or a group of them) at its state: the builder when
+ * `build` made it now, else one started by `cloneFrom` from the cached entry. An entry that
+ * cannot be loaded is discarded and built again once.
  */
-export async function startFromGolden(recipe: GoldenRecipe, options: StartOptions = {}): Promise<{ vm: Vm; entry: GoldenEntry; built: boolean }> {
+export async function unitFromGolden<T>(
+  key: string,
+  description: Record<string, unknown>,
+  build: (snapshotDir: string) => Promise<T>,
+  cloneFrom: (snapshotDir: string) => Promise<T>,
+  options: StartOptions,
+): Promise<{ unit: T; entry: GoldenEntry; built: boolean }> {
   for (let attempt = 1; ; attempt++) {
-    const { entry, builder } = await goldenSnapshot(recipe, options)
-    if (builder) return { vm: builder, entry, built: true }
+    const { entry, built } = await ensureGolden(key, description, build, options.signal)
+    if (built !== undefined) return { unit: built, entry, built: true }
     try {
-      return { vm: await Vm.start({ ...recipe.spec, restoreFrom: entry.snapshotDir }, options), entry, built: false }
+      return { unit: await cloneFrom(entry.snapshotDir), entry, built: false }
     } catch (error) {
       if (!(error instanceof SnapshotError) || attempt > 1) throw error
       options.onProgress?.(`golden snapshot ${entry.key} is unusable (${error.message.split('\n')[0]}); building it again`)
