@@ -101,12 +101,15 @@ export class Vm implements AsyncDisposable {
         session = handle.restoredFrom
           ? await reconnectAfterRestore(hypervisor, handle, options.signal)
           : await waitForBoot(hypervisor, handle, handle.ssh, { timeoutMs: resolved.bootTimeoutMs ?? defaultBootTimeoutMs[handle.accel], signal: options.signal, onProgress: options.onProgress })
-        if (!handle.restoredFrom) await prepareFreshGuest(session, handle.name, resolved.outsideAccess)
-        const ready = session
-        await waitForNetworkAddresses(handle.name, (command, execOptions) => ready.exec(command, execOptions), resolved.networks, options.signal).catch((error: unknown) => {
-          ready.close()
-          throw error
-        })
+        if (!handle.restoredFrom) {
+          await prepareFreshGuest(session, handle.name, resolved.outsideAccess)
+          // A restored guest's addresses were up when it was saved.
+          const ready = session
+          await waitForNetworkAddresses(handle.name, (command, execOptions) => ready.exec(command, execOptions), resolved.networks, options.signal).catch((error: unknown) => {
+            ready.close()
+            throw error
+          })
+        }
       }
       const vm = new Vm(hypervisor, handle, session, joined)
       await introduce(vm, joined).catch(async (error: unknown) => {

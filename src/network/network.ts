@@ -3,7 +3,8 @@ import { realpath, rm } from 'node:fs/promises'
 import { NetworkError, SpecError } from '../errors.js'
 import { locateRequired } from '../host/requirements.js'
 import { runDir } from '../host/run-dir.js'
-import { maxMachinesPerNetwork, maxNetworks, nodeAddress, type NodeAddress } from './addressing.js'
+import type { NetworkMember } from '../spec/network-attachment.js'
+import { maxMachinesPerNetwork, maxNetworks, nodeAddress } from './addressing.js'
 import { checkVdeSocketPaths } from './vde-socket-path.js'
 import { dataSocketDir, describeSwitchExit, startVdeSwitch, type SwitchExit, type VdeSwitch } from './vde-switch.js'
 
@@ -16,10 +17,7 @@ export interface NetworkOptions {
 }
 
 /** A machine on a network: its number n there (which is also its switch port) and its addresses. */
-export interface Member extends NodeAddress {
-  name: string
-  node: number
-}
+export type Member = NetworkMember
 
 /** The VLAN that machines named in no group of a partition stay in: the one every port starts in. */
 const restVlan = 0
