@@ -46,7 +46,8 @@ describe('withFileLock', () => {
     // Another process holds the lock, as a worker would, then dies without a word.
     // (--close: the lock is flock's own, not also its sleeping child's.)
     const holder = execa('flock', ['--exclusive', '--close', lock, 'sleep', '600'], { reject: false, stdio: 'ignore', detached: true })
-    await sleep(300)
+    // Held once a non-blocking attempt fails.
+    while ((await execa('flock', ['--nonblock', lock, 'true'], { reject: false })).exitCode === 0) await sleep(10)
     let inside = 0
     let most = 0
     let done = 0
@@ -58,6 +59,7 @@ describe('withFileLock', () => {
         done++
       }),
     )
+    // Nothing gets past a held lock, however long the waiters wait.
     await sleep(300)
     expect(done).toBe(0)
     holder.kill('SIGKILL')
