@@ -4,10 +4,24 @@ import { Vm } from '../../src/machine/vm.js'
 import { Network } from '../../src/network/network.js'
 
 // Two tiny machines: left without `networks`, they share one network named 'lan' and are a group.
+// server's setup waits for a service that client's setup starts: setups run one by one in
+// declaration order would never finish.
 const test = vmTest({
   machines: {
-    server: { image: 'tiny', setup: (vm) => vm.succeed('echo golden > /root/state') },
-    client: { image: 'tiny', setup: (vm) => vm.succeed('echo golden > /root/state') },
+    server: {
+      image: 'tiny',
+      setup: async (vm) => {
+        await vm.waitUntilSucceeds('nc -w 2 client 7100 </dev/null > /root/met && test -s /root/met', { timeoutMs: 60_000 })
+        await vm.succeed('echo golden > /root/state')
+      },
+    },
+    client: {
+      image: 'tiny',
+      setup: async (vm) => {
+        await vm.succeed('(echo from-client-setup | nc -l -p 7100 >/dev/null 2>&1 &)')
+        await vm.succeed('echo golden > /root/state')
+      },
+    },
   },
 })
 
@@ -23,6 +37,10 @@ const established7001 = "cat /proc/net/tcp /proc/net/tcp6 | grep -q ':1B59 [0-9A
 const reaches = async (from: Vm, to: string) => (await from.exec(`ping -c 1 -W 2 ${to}`)).exitCode === 0
 
 describe('machines on a network', () => {
+  test("the members' setups ran side by side: server's waited for a service client's started", async ({ server }) => {
+    expect(await server.succeed('cat /root/met')).toBe('from-client-setup\n')
+  })
+
   test('ping each other by name over IPv4 and IPv6', async ({ server, client }) => {
     expect(await client.succeed('grep -w server /etc/hosts')).toContain('192.168.1.1')
     expect(await client.succeed('grep -w server /etc/hosts')).toContain('2001:db8:1::1')
