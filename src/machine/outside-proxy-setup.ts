@@ -1,9 +1,9 @@
 import { HypervisorError } from '../errors.js'
 import { outsideProxyAddress } from '../network/outside-address.js'
-import type { SshSession } from '../ssh/ssh-session.js'
+import type { ExecResult } from '../common/exec-result.js'
 
 /** Tells login shells and apt (where there is one) to go out through the harness's proxy. */
-export async function pointAtOutsideProxy(session: SshSession, vmName: string): Promise<void> {
+export async function pointAtOutsideProxy(session: { exec(command: string): Promise<ExecResult> }, vmName: string): Promise<void> {
   const url = `http://${outsideProxyAddress.host}:${outsideProxyAddress.port}`
   const script = [
     'mkdir -p /etc/profile.d',

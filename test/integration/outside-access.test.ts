@@ -2,6 +2,7 @@ import { request } from 'node:http'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { debianSources } from '../../src/images/apt-sources.js'
+import { pointAtOutsideProxy } from '../../src/machine/outside-proxy-setup.js'
 import { Vm } from '../../src/machine/vm.js'
 import { skipBecause } from '../helpers/skip.js'
 
@@ -52,6 +53,14 @@ describe('a machine that asks for outside access', () => {
 
   it('tells the guest where the proxy is: http_proxy for every login', async () => {
     expect(await vm.succeed('. /etc/profile; echo $http_proxy')).toBe('http://10.0.2.100:3128\n')
+  })
+
+  it('tells apt where the proxy is, on an image that has apt', async () => {
+    // The tiny image has no apt: give it apt's configuration directory, then run the same set-up a boot runs.
+    await vm.succeed('mkdir -p /etc/apt/apt.conf.d')
+    await pointAtOutsideProxy({ exec: (command) => vm.exec(command) }, vm.name)
+    expect(await vm.succeed('cat /etc/apt/apt.conf.d/80vmharness-proxy')).toBe('Acquire::http::Proxy "http://10.0.2.100:3128";\nAcquire::https::Proxy "http://10.0.2.100:3128";\n')
+    expect(await vm.succeed('grep -c vmharness-proxy /etc/profile')).toBe('1\n')
   })
 
   it("never reaches the host's loopback: not through the proxy, not through 10.0.2.2", async () => {
