@@ -33,7 +33,6 @@ import { availableParallelism } from 'node:os'
 import { CleanGroup } from '../src/machine/clean-group.js'
 import { CleanMachine, type MachineConfig } from '../src/machine/clean-machine.js'
 import { topologyOf, type GroupTopology } from '../src/machine/group-topology.js'
-import { defaultPoolSize } from '../src/machine/pool-size.js'
 import { Vm } from '../src/machine/vm.js'
 import { Network } from '../src/network/network.js'
 import { nodeAddress } from '../src/network/addressing.js'
@@ -194,8 +193,7 @@ function groupSubject(extra: Partial<MachineConfig> = {}): Subject {
     acquire: async () => (held = await group.acquire()).members,
     release: () => held && group.release(held),
     close: () => group.close(),
-    // A group does not say its pool's size: this is its rule (the host's default from the members' vCPUs together).
-    poolSize: () => extra.pool ?? (held ? defaultPoolSize({ cores: availableParallelism(), accel: held.members[0]?.handle.accel ?? 'tcg', guestCpus: held.members.length }) : undefined),
+    poolSize: () => group.poolSize,
   }
 }
 
