@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
-import { connect, type Socket } from 'node:net'
+import { connect } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pRetry, { AbortError } from 'p-retry'
 import ssh2 from 'ssh2'
@@ -17,6 +18,8 @@ export interface SshEndpoint {
   privateKey: string
   /** The guest host key (`ssh-ed25519 AAAA…`) the harness generated and planted; any other key is refused. */
   hostKey: string
+  /** Opens the byte stream to the guest's sshd instead of a TCP connection to host:port (through a jump host, say). */
+  connect?: () => Promise<Duplex>
 }
 
 export interface ConnectOptions {
@@ -65,6 +68,8 @@ export class SshSession {
   private constructor(
     private readonly client: ssh2.Client,
     readonly endpoint: string,
+    /** The stream under the session: destroyed on close, since a guest that vanished (a destroyed VM on a bridge) never closes its end. */
+    private readonly stream: Duplex,
   ) {
     client.on('close', () => {
       this.closed = true
@@ -91,7 +96,7 @@ export class SshSession {
         },
         { retries: Number.MAX_SAFE_INTEGER, minTimeout: 50, maxTimeout: 250, factor: 1.5, randomize: false, maxRetryTime: options.timeoutMs, signal: options.signal },
       )
-      return new SshSession(client, endpoint)
+      return new SshSession(client.client, endpoint, client.stream)
     } catch (error) {
       if (error instanceof HostKeyMismatchError) throw error
       if (error instanceof NotSsh) throw new SshError(error.message, endpoint)
@@ -182,6 +187,7 @@ export class SshSession {
     this.closed = true
     this.client.end()
     this.client.destroy()
+    this.stream.destroy()
   }
 }
 
@@ -201,10 +207,10 @@ class ExecRefused extends Error {
  * `bannerTimeoutMs`, then the SSH handshake with the time left. A handshake in progress is never
  * cut short: each abandoned connection can hold one of dropbear's five pre-auth slots for minutes.
  */
-async function connectOnce(target: SshEndpoint, endpoint: string, limits: { bannerTimeoutMs: number; deadline: number; signal?: AbortSignal }): Promise<ssh2.Client> {
+async function connectOnce(target: SshEndpoint, endpoint: string, limits: { bannerTimeoutMs: number; deadline: number; signal?: AbortSignal }): Promise<{ client: ssh2.Client; stream: Duplex }> {
   const remaining = () => Math.max(1, limits.deadline - Date.now())
   const bannerWindow = Math.min(limits.bannerTimeoutMs, remaining())
-  const socket = await openToBanner(target.host, target.port, bannerWindow, limits.signal).catch((error: Error) => {
+  const socket = await openToBanner(target, bannerWindow, limits.signal).catch((error: Error) => {
     throw error instanceof NoBanner && bannerWindow < limits.bannerTimeoutMs ? new CutShort(error.message) : error
   })
   const expected = publicKeyBlob(target.hostKey)
@@ -225,7 +231,7 @@ async function connectOnce(target: SshEndpoint, endpoint: string, limits: { bann
       client.removeAllListeners('error')
       client.on('error', () => undefined)
       client.setNoDelay(true)
-      resolve(client)
+      resolve({ client, stream: socket })
     })
     client.once('error', (error) => {
       if (presented && !presented.equals(expected)) {
@@ -254,9 +260,9 @@ class CutShort extends Error {}
 class NotSsh extends Error {}
 
 /** A TCP connection on which the server's `SSH-` banner has arrived; the banner is left unread for ssh2. */
-function openToBanner(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
+async function openToBanner(target: SshEndpoint, timeoutMs: number, signal?: AbortSignal): Promise<Duplex> {
+  const socket = target.connect ? await target.connect() : connect({ host: target.host, port: target.port }).setNoDelay(true)
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port })
     const fail = (error: Error) => {
       settle()
       socket.destroy()
@@ -279,7 +285,6 @@ function openToBanner(host: string, port: number, timeoutMs: number, signal?: Ab
       socket.off('error', fail).off('close', onClose).off('data', onData)
     }
     signal?.addEventListener('abort', onAbort, { once: true })
-    socket.setNoDelay(true)
     socket.on('error', fail).on('close', onClose).on('data', onData)
   })
 }
