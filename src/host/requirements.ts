@@ -26,6 +26,11 @@ export type RequirementId =
   | 'mkfs-fat'
   | 'mtools'
   | 'vde-plug'
+  | 'virsh'
+  | 'libvirtd'
+  | 'dnsmasq'
+  | 'sshd'
+  | 'unshare'
 
 /** 'run': what vmharness itself needs; 'test': what only this project's own tests need. */
 export type RequirementGroup = 'run' | 'test'
@@ -103,6 +108,13 @@ export const requirements: Requirement[] = [
   { id: 'mtools', what: 'mcopy', debianPackage: 'mtools', neededFor: "this project's tests (a disk with its own bootloader)", group: 'test', locate: () => findBinary('mcopy') },
   // The project's network tests plug into a switch without a VM; vde2 depends on the package that has it.
   { id: 'vde-plug', what: 'vde_plug', debianPackage: 'vde2', neededFor: "this project's tests (frames through a switch without a VM)", group: 'test', locate: () => findBinary('vde_plug') },
+  // The libvirt backend needs only virsh here (the daemon may run on another host); the project's
+  // tests run a daemon of their own in a namespace (scripts/libvirt-sandbox), with an sshd for qemu+ssh://.
+  { id: 'virsh', what: 'virsh', debianPackage: 'libvirt-clients', neededFor: "the libvirt backend (and this project's tests of it)", group: 'test', locate: () => findBinary('virsh') },
+  { id: 'libvirtd', what: 'libvirtd', debianPackage: 'libvirt-daemon-system', neededFor: "this project's tests of the libvirt backend (a daemon in a namespace of their own)", group: 'test', locate: () => existing('/usr/sbin/libvirtd', constants.X_OK) },
+  { id: 'dnsmasq', what: 'dnsmasq', debianPackage: 'dnsmasq-base', neededFor: "this project's tests of the libvirt backend (DHCP on its networks)", group: 'test', locate: () => existing('/usr/sbin/dnsmasq', constants.X_OK) },
+  { id: 'sshd', what: 'sshd', debianPackage: 'openssh-server', neededFor: "this project's tests of the libvirt backend (a qemu+ssh:// host on 127.0.0.1)", group: 'test', locate: () => existing('/usr/sbin/sshd', constants.X_OK) },
+  { id: 'unshare', what: 'unshare', debianPackage: 'util-linux', neededFor: "this project's tests of the libvirt backend (namespaces of their own)", group: 'test', locate: () => findBinary('unshare') },
 ]
 
 function inGroups(requirement: Requirement, groups: readonly RequirementGroup[]): boolean {

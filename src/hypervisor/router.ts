@@ -2,6 +2,7 @@ import { locateRequired, missingRequirement } from '../host/requirements.js'
 import type { BackendName } from '../spec/vm-spec.js'
 import type { Hypervisor } from './hypervisor.js'
 import { NoopHypervisor } from './noop/noop-hypervisor.js'
+import { LibvirtHypervisor } from './libvirt/libvirt-hypervisor.js'
 import { QemuHypervisor } from './qemu/qemu-hypervisor.js'
 
 /** Backends that can run real guests, in order of preference for 'auto'. */
@@ -24,7 +25,7 @@ const instances = new Map<BackendName, Hypervisor>()
 export function hypervisorFor(name: BackendName): Hypervisor {
   let instance = instances.get(name)
   if (!instance) {
-    instance = name === 'qemu' ? new QemuHypervisor() : new NoopHypervisor()
+    instance = name === 'qemu' ? new QemuHypervisor() : name === 'libvirt' ? new LibvirtHypervisor() : new NoopHypervisor()
     instances.set(name, instance)
   }
   return instance

@@ -5,6 +5,7 @@ import { harnessVersion } from '../common/harness-version.js'
 import { memoizedFileSha256 } from '../host/file-digest.js'
 import { qemuIdentity } from '../host/qemu-identity.js'
 import { locateRequired } from '../host/requirements.js'
+import { libvirtIdentity } from '../hypervisor/libvirt/libvirt-identity.js'
 import { chooseBackend } from '../hypervisor/router.js'
 import { resolveImage } from '../images/resolve-image.js'
 import { discardGolden, ensureGolden, type GoldenEntry } from '../snapshots/golden-store.js'
@@ -137,6 +138,7 @@ async function goldenKey(spec: ResolvedSpec, backend: string, recipe: GoldenReci
     }
     inputs.imageKernelArgs = image.kernelArgs
     if (backend === 'qemu') inputs.hypervisorBinary = await qemuIdentity(await locateRequired('qemu-system'))
+    if (backend === 'libvirt') inputs.hypervisorBinary = await libvirtIdentity(spec)
   }
   return goldenKeyOf(inputs)
 }

@@ -6,7 +6,7 @@ import { checkAttachments, type NetworkAttachment, type NetworkChoice } from './
 
 export type AcceleratorChoice = 'kvm' | 'tcg' | 'auto'
 export type MachineType = 'pc' | 'microvm'
-export const backendNames = ['qemu', 'noop'] as const
+export const backendNames = ['qemu', 'libvirt', 'noop'] as const
 export type BackendName = (typeof backendNames)[number]
 
 /** An image given by its parts instead of by name. `disk` is never written: each VM runs on an overlay. */
@@ -59,6 +59,12 @@ export interface VmSpec {
    * `apt-get install`, say). Off by default: the guest reaches neither the world nor the host.
    */
   outsideAccess?: boolean
+  /**
+   * The libvirt backend's host: a URI such as qemu:///system or qemu+ssh://user@host/system, or
+   * several separated by commas (vitest worker i uses host i mod N). Else VMHARNESS_LIBVIRT_URI,
+   * else qemu:///system.
+   */
+  libvirtUri?: string
 }
 
 export interface ResolvedSpec {
@@ -75,6 +81,7 @@ export interface ResolvedSpec {
   restoreFrom: string | undefined
   networks: NetworkAttachment[]
   outsideAccess: boolean
+  libvirtUri: string | undefined
 }
 
 const limits = { memoryMin: 64, memoryMax: 1024 * 1024, cpusMax: 256 }
@@ -125,7 +132,14 @@ export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env):
     restoreFrom: spec.restoreFrom,
     networks: checkAttachments(spec.networks),
     outsideAccess: checkBoolean(spec.outsideAccess ?? false, 'outsideAccess'),
+    libvirtUri: checkLibvirtUri(spec.libvirtUri),
   }
+}
+
+function checkLibvirtUri(value: unknown): string | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || value.trim().length === 0 || /[\0\n]/.test(value)) throw new SpecError('must be a libvirt URI such as qemu:///system or qemu+ssh://user@host/system (or several, comma-separated)', 'libvirtUri')
+  return value
 }
 
 function checkBoolean(value: unknown, field: string): boolean {

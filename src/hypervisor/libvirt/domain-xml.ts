@@ -1,0 +1,103 @@
+/** The namespace of the harness's tag in a domain's <metadata>: how the sweep knows its domains. */
+export const metadataNamespace = 'https://vmharness.dev/libvirt/1'
+
+export interface DomainDefinition {
+  name: string
+  uuid: string
+  /** 'kvm' where the hypervisor host's KVM works, else 'qemu' (TCG). */
+  type: 'kvm' | 'qemu'
+  /** libvirt has no microvm: those guests run on q35, whose virtio-pci devices the images' kernels have. */
+  machine: 'q35' | 'pc'
+  memoryMiB: number
+  cpus: number
+  /** Direct kernel boot; without it the firmware boots the disk's own bootloader. */
+  kernel?: { path: string; initrd: string | undefined; cmdline: string }
+  disk: string
+  seed: string | undefined
+  network: string
+  mac: string
+  /** A file on the hypervisor host the serial console is appended to. */
+  consoleLog: string
+  /** The run that made the domain (its tag's `run`). */
+  run: string
+}
+
+/** The domain XML of one VM, every value escaped. */
+export function domainXml(domain: DomainDefinition): string {
+  const boot = domain.kernel
+    ? [
+        `    <kernel>${text(domain.kernel.path)}</kernel>`,
+        ...(domain.kernel.initrd ? [`    <initrd>${text(domain.kernel.initrd)}</initrd>`] : []),
+        `    <cmdline>${text(domain.kernel.cmdline)}</cmdline>`,
+      ]
+    : ["    <boot dev='hd'/>"]
+  return [
+    `<domain type='${domain.type}'>`,
+    `  <name>${text(domain.name)}</name>`,
+    `  <uuid>${text(domain.uuid)}</uuid>`,
+    '  <metadata>',
+    `    <vmh:tag xmlns:vmh='${metadataNamespace}' run='${attribute(domain.run)}'/>`,
+    '  </metadata>',
+    `  <memory unit='MiB'>${domain.memoryMiB}</memory>`,
+    `  <vcpu>${domain.cpus}</vcpu>`,
+    '  <os>',
+    `    <type arch='x86_64' machine='${domain.machine}'>hvm</type>`,
+    ...boot,
+    '  </os>',
+    // Without <acpi/> libvirt passes -no-acpi, and the guest cannot be powered off gracefully.
+    '  <features><acpi/></features>',
+    ...(domain.type === 'kvm' ? ["  <cpu mode='host-passthrough'/>"] : []),
+    "  <clock offset='utc'/>",
+    '  <on_poweroff>destroy</on_poweroff>',
+    '  <on_reboot>restart</on_reboot>',
+    '  <on_crash>destroy</on_crash>',
+    '  <devices>',
+    `    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${attribute(domain.disk)}'/><target dev='vda' bus='virtio'/></disk>`,
+    ...(domain.seed ? [`    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${attribute(domain.seed)}'/><target dev='vdb' bus='virtio'/><readonly/></disk>`] : []),
+    `    <interface type='network'><source network='${attribute(domain.network)}'/><mac address='${attribute(domain.mac)}'/><model type='virtio'/></interface>`,
+    // append: a revert or restore would otherwise empty the log.
+    `    <serial type='file'><source path='${attribute(domain.consoleLog)}' append='on'/><target port='0'/></serial>`,
+    "    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>",
+    "    <memballoon model='none'/>",
+    '  </devices>',
+    '</domain>',
+    '',
+  ].join('\n')
+}
+
+export interface NetworkDefinition {
+  name: string
+  bridge: string
+  /** The network's first address: the host's side of the bridge (x.y.z.1 of a /28). */
+  gateway: string
+  prefixLength: number
+  /** The DHCP range handed to guests. */
+  rangeStart: string
+  rangeEnd: string
+}
+
+/**
+ * An isolated network: no <forward>, so nothing leaves it for the host's other interfaces or the
+ * world, and no DNS (dnsmasq answers DHCP only).
+ */
+export function networkXml(network: NetworkDefinition): string {
+  return [
+    '<network>',
+    `  <name>${text(network.name)}</name>`,
+    `  <bridge name='${attribute(network.bridge)}' stp='off'/>`,
+    "  <dns enable='no'/>",
+    `  <ip address='${attribute(network.gateway)}' prefix='${network.prefixLength}'>`,
+    `    <dhcp><range start='${attribute(network.rangeStart)}' end='${attribute(network.rangeEnd)}'/></dhcp>`,
+    '  </ip>',
+    '</network>',
+    '',
+  ].join('\n')
+}
+
+function text(value: string): string {
+  return value.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;')
+}
+
+function attribute(value: string): string {
+  return text(value).replaceAll("'", '&apos;').replaceAll('"', '&quot;')
+}

@@ -1,0 +1,82 @@
+import { randomUUID } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { SnapshotError } from '../../errors.js'
+import { runDir } from '../../host/run-dir.js'
+import type { ResolvedSpec } from '../../spec/vm-spec.js'
+import { discardPrepared, endpointFor, handleFor, newRecord, vmNames, type Placement, type PreparedLibvirtVm } from './libvirt-preparation.js'
+import type { LibvirtSavedState } from './libvirt-snapshots.js'
+import { createManagementNetwork } from './management-network.js'
+import { runTag } from './run-tag.js'
+import { replaceAll, rewriteSavedDomainXml } from './save-file.js'
+import { createOverlay, volumeExists, volumePath } from './storage-pool.js'
+
+export async function readLibvirtSavedState(dir: string): Promise<LibvirtSavedState> {
+  let saved: LibvirtSavedState
+  try {
+    saved = JSON.parse(await readFile(join(dir, 'snapshot.json'), 'utf8')) as LibvirtSavedState
+  } catch (error) {
+    throw new SnapshotError(`cannot read ${join(dir, 'snapshot.json')}: ${(error as Error).message}`, dir, { cause: error })
+  }
+  if (saved.backend !== 'libvirt') throw new SnapshotError(`was saved by the ${saved.backend ?? 'qemu'} backend, not libvirt: start the clone with that backend`, dir)
+  return saved
+}
+
+/**
+ * A clone of an external snapshot, on the host the snapshot lives on: its own overlay over the
+ * frozen disk, its own network, and its own copy of the state file whose header names the clone
+ * (libvirt refuses a second domain with the original's name or UUID). It keeps the guest's MAC:
+ * that is part of the saved device state, and the network is its own.
+ */
+export async function prepareLibvirtClone(spec: ResolvedSpec, from: string, placement: Placement): Promise<PreparedLibvirtVm> {
+  const saved = await readLibvirtSavedState(from)
+  const { connection, pool } = placement
+  if (saved.uri !== connection.uri) throw new SnapshotError(`lives on ${saved.uri}, but this VM runs on ${connection.uri}: a clone runs where its snapshot is`, from)
+  for (const volume of [saved.stateVolume, saved.diskVolume, ...(saved.seedVolume ? [saved.seedVolume] : [])]) {
+    if (!(await volumeExists(connection, pool, volume))) throw new SnapshotError(`its volume ${volume} is gone from pool '${pool.name}' on ${connection.uri}`, from)
+  }
+  const { id, domain, bridge } = await vmNames()
+  const dir = await (await runDir()).vmDir(id)
+  const record = newRecord(id, dir, placement)
+  try {
+    const overlay = `${domain}-disk-0.qcow2`
+    await createOverlay(connection, pool, overlay, saved.diskVolume)
+    record.ownVolumes.add(overlay)
+    record.diskVolume = overlay
+    const state = `${domain}-incoming-state`
+    await connection.run(['vol-clone', '--pool', pool.name, saved.stateVolume, state], 10 * 60_000)
+    record.ownVolumes.add(state)
+    record.network = await createManagementNetwork(connection, domain, bridge, dir)
+    const consoleLog = `${domain}-console.log`
+    record.ownVolumes.add(consoleLog)
+    const old = saved.definition
+    record.definition = {
+      ...old,
+      name: domain,
+      uuid: randomUUID(),
+      disk: volumePath(pool, overlay),
+      seed: saved.seedVolume ? volumePath(pool, saved.seedVolume) : undefined,
+      network: record.network.name,
+      consoleLog: volumePath(pool, consoleLog),
+      run: await runTag(),
+    }
+    const fresh = record.definition
+    await rewriteSavedDomainXml(connection, pool, state, dir, (xml) =>
+      replaceAll(xml, [
+        [`'${old.disk}'`, `'${fresh.disk}'`],
+        [`'${old.seed}'`, `'${fresh.seed}'`],
+        [`'${old.consoleLog}'`, `'${fresh.consoleLog}'`],
+        [`<name>${old.name}</name>`, `<name>${fresh.name}</name>`],
+        [`<uuid>${old.uuid}</uuid>`, `<uuid>${fresh.uuid}</uuid>`],
+        [`network='${old.network}'`, `network='${fresh.network}'`],
+        [`run='${old.run}'`, `run='${fresh.run}'`],
+      ]),
+    )
+    record.incomingState = state
+    record.ssh = endpointFor(record, { user: saved.ssh.user, privateKey: saved.clientKey, hostKey: saved.ssh.hostKey })
+    return { record, handle: handleFor(id, spec, record, { readyMarker: saved.readyMarker, failureMarker: saved.failureMarker, restoredFrom: from }) }
+  } catch (error) {
+    await discardPrepared(record)
+    throw error
+  }
+}

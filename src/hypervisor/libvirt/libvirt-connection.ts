@@ -1,0 +1,107 @@
+import { execa } from 'execa'
+import { HostError } from '../../errors.js'
+import { findBinary } from '../../host/find-binary.js'
+import { missingRequirement } from '../../host/requirements.js'
+import { PromiseCache } from '../../common/promise-cache.js'
+import { HostJump } from './host-jump.js'
+import { LibvirtError } from './libvirt-error.js'
+import type { LibvirtTarget } from './libvirt-uri.js'
+import { VirshShell } from './virsh-shell.js'
+
+/** Shells kept open per host: enough that a long save or upload does not hold up every other VM's commands. */
+const shellsPerHost = 3
+const defaultTimeoutMs = 120_000
+
+/** One libvirt host as this process uses it: a few virsh shells, and for a remote host the SSH jump to its guests. */
+export class LibvirtConnection {
+  readonly jump: HostJump | undefined
+  private readonly shells: { shell: VirshShell; pending: number }[] = []
+
+  private constructor(
+    readonly target: LibvirtTarget,
+    /** The virsh program this connection runs. */
+    readonly virshPath: string,
+    /** What `virsh version` says of the daemon and its QEMU: part of a golden snapshot's key. */
+    readonly identity: string,
+  ) {
+    this.jump = target.remote ? new HostJump(target.remote) : undefined
+  }
+
+  get uri(): string {
+    return this.target.uri
+  }
+
+  /** Connects, or fails with a HostError that says why the daemon cannot be reached and what to do. */
+  static async open(target: LibvirtTarget): Promise<LibvirtConnection> {
+    const virsh = await findBinary('virsh')
+    if (!virsh) throw missingRequirement('virsh')
+    const result = await execa(virsh, ['-q', '-c', target.uri, 'version'], { reject: false, timeout: 60_000, env: { LC_ALL: 'C' } })
+    if (result.exitCode !== 0) throw unreachable(target, `${result.stderr}`.trim() || (result.timedOut ? 'no answer within 60 s' : `virsh ended with ${result.exitCode}`))
+    const identity = `${result.stdout}`
+      .split('\n')
+      .filter((line) => /library|hypervisor/i.test(line))
+      .join('; ')
+    return new LibvirtConnection(target, virsh, identity)
+  }
+
+  /** Runs one virsh command on this host; its stdout, or a LibvirtError. */
+  async run(args: readonly string[], timeoutMs = defaultTimeoutMs): Promise<string> {
+    const slot = this.freeShell()
+    slot.pending++
+    try {
+      return await slot.shell.run(args, timeoutMs)
+    } catch (error) {
+      if (!slot.shell.alive) this.shells.splice(this.shells.indexOf(slot), 1)
+      if (error instanceof LibvirtError && /no valid connection|End of file while reading data|Cannot recv data|Broken pipe/i.test(error.message)) {
+        throw new HostError(`lost the connection to libvirt at ${this.uri}: ${error.message}`, 'check that libvirtd still runs there (it may have been restarted); the VMs it ran may have survived', { cause: error })
+      }
+      throw error
+    } finally {
+      slot.pending--
+    }
+  }
+
+  /** Runs a command and ignores its failure (cleanup of what may already be gone). */
+  async tryRun(args: readonly string[], timeoutMs = defaultTimeoutMs): Promise<boolean> {
+    return this.run(args, timeoutMs).then(
+      () => true,
+      () => false,
+    )
+  }
+
+  close(): void {
+    for (const { shell } of this.shells.splice(0)) shell.close()
+    this.jump?.close()
+  }
+
+  private freeShell(): { shell: VirshShell; pending: number } {
+    const idle = this.shells.find((slot) => slot.pending === 0 && slot.shell.alive)
+    if (idle) return idle
+    if (this.shells.length < shellsPerHost) {
+      const slot = { shell: new VirshShell(this.virshPath, this.uri), pending: 0 }
+      this.shells.push(slot)
+      return slot
+    }
+    return this.shells.reduce((least, slot) => (slot.pending < least.pending ? slot : least))
+  }
+}
+
+function unreachable(target: LibvirtTarget, message: string): HostError {
+  if (target.remote) {
+    return new HostError(
+      `cannot reach libvirt at ${target.uri}: ${message}`,
+      `check the host name and port, that sshd runs there, that \`ssh -p ${target.remote.port} ${target.remote.user}@${target.remote.host}\` logs in without a password (the URI's keyfile), and that libvirtd runs on it`,
+    )
+  }
+  return new HostError(
+    `the libvirt daemon at ${target.uri} does not answer: ${message}`,
+    'start it (systemctl start libvirtd where systemd runs; else `libvirtd -d` as root, in a network namespace of its own on a test machine: scripts/libvirt-sandbox does that), and install libvirt-daemon-system if it is missing',
+  )
+}
+
+const connections = new PromiseCache<string, LibvirtConnection>()
+
+/** One connection per URI and process. */
+export function libvirtConnection(target: LibvirtTarget): Promise<LibvirtConnection> {
+  return connections.get(target.uri, () => LibvirtConnection.open(target))
+}
