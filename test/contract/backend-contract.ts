@@ -1,10 +1,11 @@
 import { isIP } from 'node:net'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { HypervisorError, UnsupportedError } from '../../src/errors.js'
 import { canSnapshot, canSuspend } from '../../src/hypervisor/capabilities.js'
 import type { Hypervisor, VmHandle } from '../../src/hypervisor/hypervisor.js'
 import { Vm } from '../../src/machine/vm.js'
 import type { VmSpec } from '../../src/spec/vm-spec.js'
+import { skipBecause } from '../helpers/skip.js'
 import { withoutCapabilities } from '../helpers/without-capabilities.js'
 
 /** One backend as the contract suite sees it. */
@@ -16,6 +17,8 @@ export interface ContractTarget {
   spec: VmSpec
   /** What a destroyed VM could have left behind on this backend (processes, files): names of what is still there. */
   leftovers: (handle: VmHandle) => Promise<string[]>
+  /** Why this backend cannot be tried here (every test then skips, saying so); undefined when it can. */
+  unavailable?: string
 }
 
 /**
@@ -27,7 +30,12 @@ export function backendContract(target: ContractTarget): void {
   describe(`backend contract: ${target.label}`, () => {
     let vm: Vm
 
+    beforeEach((context) => {
+      if (target.unavailable) skipBecause(context, target.unavailable)
+    })
+
     beforeAll(async () => {
+      if (target.unavailable) return
       vm = await Vm.start({ ...target.spec, name: 'contract' }, { hypervisor: target.hypervisor() })
     })
 

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
 import { HostError } from '../../errors.js'
 import { findBinary } from '../../host/find-binary.js'
@@ -11,6 +12,8 @@ import { VirshShell } from './virsh-shell.js'
 /** Shells kept open per host: enough that a long save or upload does not hold up every other VM's commands. */
 const shellsPerHost = 3
 const defaultTimeoutMs = 120_000
+/** How long a daemon that went away (a restart) is waited for before its commands fail. */
+const reconnectWindowMs = 30_000
 
 /** One libvirt host as this process uses it: a few virsh shells, and for a remote host the SSH jump to its guests. */
 export class LibvirtConnection {
@@ -44,26 +47,44 @@ export class LibvirtConnection {
     return new LibvirtConnection(target, virsh, identity)
   }
 
-  /** Runs one virsh command on this host; its stdout, or a LibvirtError. */
+  /**
+   * Runs one virsh command on this host; its stdout, or a LibvirtError. A connection lost to a
+   * daemon restart is waited out (up to reconnectWindowMs) and the command sent again once.
+   */
   async run(args: readonly string[], timeoutMs = defaultTimeoutMs): Promise<string> {
+    try {
+      return await this.runOnce(args, timeoutMs)
+    } catch (error) {
+      if (!connectionLost(error)) throw error
+      const deadline = Date.now() + reconnectWindowMs
+      let last = error
+      while (Date.now() < deadline) {
+        await sleep(1_000)
+        try {
+          return await this.runOnce(args, timeoutMs)
+        } catch (again) {
+          if (!connectionLost(again)) throw again
+          last = again
+        }
+      }
+      throw new HostError(`lost the connection to libvirt at ${this.uri} and it did not come back within ${reconnectWindowMs / 1000} s: ${(last as Error).message}`, 'check that libvirtd runs there; the VMs it ran may still run (virsh list)', { cause: last })
+    }
+  }
+
+  private async runOnce(args: readonly string[], timeoutMs: number): Promise<string> {
     const slot = this.freeShell()
     slot.pending++
     try {
       return await slot.shell.run(args, timeoutMs)
-    } catch (error) {
-      if (!slot.shell.alive) this.shells.splice(this.shells.indexOf(slot), 1)
-      if (error instanceof LibvirtError && /no valid connection|End of file while reading data|Cannot recv data|Broken pipe/i.test(error.message)) {
-        throw new HostError(`lost the connection to libvirt at ${this.uri}: ${error.message}`, 'check that libvirtd still runs there (it may have been restarted); the VMs it ran may have survived', { cause: error })
-      }
-      throw error
     } finally {
       slot.pending--
+      if (!slot.shell.alive) this.shells.splice(this.shells.indexOf(slot), 1)
     }
   }
 
-  /** Runs a command and ignores its failure (cleanup of what may already be gone). */
+  /** Runs a command and ignores its failure (cleanup of what may already be gone, or a probe): no waiting for a lost daemon. */
   async tryRun(args: readonly string[], timeoutMs = defaultTimeoutMs): Promise<boolean> {
-    return this.run(args, timeoutMs).then(
+    return this.runOnce(args, timeoutMs).then(
       () => true,
       () => false,
     )
@@ -84,6 +105,11 @@ export class LibvirtConnection {
     }
     return this.shells.reduce((least, slot) => (slot.pending < least.pending ? slot : least))
   }
+}
+
+/** Errors of a connection that broke (a daemon restart, say), rather than of the command. */
+function connectionLost(error: unknown): boolean {
+  return error instanceof LibvirtError && /no valid connection|End of file while reading data|Cannot recv data|Broken pipe|Connection reset|is gone|Failed to connect socket|failed to connect to the hypervisor/i.test(error.message)
 }
 
 function unreachable(target: LibvirtTarget, message: string): HostError {

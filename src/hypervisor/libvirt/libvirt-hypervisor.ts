@@ -11,11 +11,11 @@ import { checkSnapshotName } from '../qemu/named-snapshots.js'
 import { DomainEvents } from './domain-events.js'
 import { domainXml } from './domain-xml.js'
 import { libvirtAccelerator } from './libvirt-accelerator.js'
-import { prepareLibvirtClone } from './libvirt-clone.js'
+import { prepareLibvirtClone, readLibvirtSavedState } from './libvirt-clone.js'
 import { libvirtConnection, type LibvirtConnection } from './libvirt-connection.js'
 import { prepareLibvirtBoot, type Placement } from './libvirt-preparation.js'
 import { restoreDomain, restoreLibvirtSnapshot, takeLibvirtSnapshot } from './libvirt-snapshots.js'
-import { defaultLibvirtUri, parseLibvirtUris, pickForWorker, type LibvirtTarget } from './libvirt-uri.js'
+import { defaultLibvirtUri, parseLibvirtUri, parseLibvirtUris, pickForWorker, type LibvirtTarget } from './libvirt-uri.js'
 import { LibvirtVms, leasedAddress, type LibvirtVm } from './libvirt-vm.js'
 import { registerRun, sweepDeadRuns } from './run-tag.js'
 import { ensurePool, volumePath, type Pool } from './storage-pool.js'
@@ -55,7 +55,9 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
   async prepare(spec: ResolvedSpec, options: PrepareOptions = {}): Promise<VmHandle> {
     if (spec.networks.length > 0) throw new UnsupportedError('libvirt', 'networks between machines (vde switches): use the qemu backend for them')
     if (spec.outsideAccess) throw new UnsupportedError('libvirt', 'outsideAccess')
-    const { connection, pool } = await this.host(this.target(spec))
+    // A clone runs where its snapshot lives, unless the spec names a host (then it must be that one).
+    const target = spec.restoreFrom && !spec.libvirtUri ? parseLibvirtUri((await readLibvirtSavedState(spec.restoreFrom)).uri, 'restoreFrom') : this.target(spec)
+    const { connection, pool } = await this.host(target)
     const accel = await libvirtAccelerator(connection, spec)
     const placement: Placement = { connection, pool, accel }
     const { record, handle } = spec.restoreFrom ? await prepareLibvirtClone(spec, spec.restoreFrom, placement) : await prepareLibvirtBoot(spec, options, placement)
@@ -87,7 +89,11 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
     try {
       await record.connection.run(['create', file])
     } catch (error) {
-      throw new HypervisorError(`libvirt could not start the domain: ${(error as Error).message}`, { vm: vm.name, cause: error, consoleTail: await this.consoleTail(vm, 20) })
+      const message = (error as Error).message
+      if (/already exists/.test(message)) {
+        throw new HypervisorError(`a domain named ${record.definition.name} already exists on ${record.connection.uri} (${message}): remove it (virsh undefine / destroy) if nothing needs it`, { vm: vm.name, cause: error })
+      }
+      throw new HypervisorError(`libvirt could not start the domain: ${message}`, { vm: vm.name, cause: error, consoleTail: await this.consoleTail(vm, 20) })
     }
   }
 
