@@ -39,7 +39,7 @@ export class LibvirtConnection {
     const virsh = await findBinary('virsh')
     if (!virsh) throw missingRequirement('virsh')
     const result = await execa(virsh, ['-q', '-c', target.uri, 'version'], { reject: false, timeout: 60_000, env: { LC_ALL: 'C' } })
-    if (result.exitCode !== 0) throw unreachable(target, `${result.stderr}`.trim() || (result.timedOut ? 'no answer within 60 s' : `virsh ended with ${result.exitCode}`))
+    if (result.exitCode !== 0) throw unreachable(target, virshErrors(`${result.stderr}`) || (result.timedOut ? 'no answer within 60 s' : `virsh ended with ${result.exitCode}`))
     const identity = `${result.stdout}`
       .split('\n')
       .filter((line) => /library|hypervisor/i.test(line))
@@ -105,6 +105,15 @@ export class LibvirtConnection {
     }
     return this.shells.reduce((least, slot) => (slot.pending < least.pending ? slot : least))
   }
+}
+
+/** virsh's error lines without its prefixes and its generic first line, joined into one. */
+function virshErrors(stderr: string): string {
+  return stderr
+    .split('\n')
+    .map((line) => line.replace(/^error: /, '').trim())
+    .filter((line) => line && line !== 'failed to connect to the hypervisor')
+    .join('; ')
 }
 
 /** Errors of a connection that broke (a daemon restart, say), rather than of the command. */
