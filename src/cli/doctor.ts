@@ -2,15 +2,22 @@ import { execa } from 'execa'
 import { acceleratorVerdict } from '../host/accelerator.js'
 import { diskIoVerdict } from '../hypervisor/qemu/disk-io.js'
 import { checkRequirements, installCommand, missingPackages, type RequirementCheck, type RequirementGroup, type RequirementId } from '../host/requirements.js'
+import { checkLibvirt } from './libvirt-check.js'
 
 export interface DoctorOptions {
   install: boolean
   /** Also what this project's own tests need (`--tests`; scripts/install-host-packages passes it in a checkout). */
   tests?: boolean
   write: (line: string) => void
+  /** Where VMHARNESS_BACKEND and VMHARNESS_LIBVIRT_URI are read; default process.env. */
+  env?: NodeJS.ProcessEnv
 }
 
-/** Says what the host lacks and which accelerator guests will get; with `install`, installs the Debian packages. Returns the exit code. */
+/**
+ * Says what the host lacks, which accelerator guests will get and whether the libvirt daemon
+ * answers; with `install`, installs the Debian packages. Returns the exit code: libvirt counts
+ * only with VMHARNESS_BACKEND=libvirt (the qemu backend needs none of it).
+ */
 export async function doctor(options: DoctorOptions): Promise<number> {
   const { write } = options
   const groups: RequirementGroup[] = options.tests ? ['run', 'test'] : ['run']
@@ -34,9 +41,16 @@ export async function doctor(options: DoctorOptions): Promise<number> {
   const located = (id: RequirementId) => checks.find((check) => check.requirement.id === id)?.path
   write(await describeAccelerator(located('qemu-system'), located('guest-kernel')))
   write(await describeDiskIo(located('qemu-system')))
-  if (missing.length === 0) {
-    write(`\nready: this host can build the tiny and Debian images, boot guests and link them in networks${options.tests ? ", and run this project's tests" : ''}`)
+  const libvirt = await checkLibvirt(options.env ?? process.env)
+  for (const line of libvirt.lines) write(line)
+  const libvirtFails = libvirt.required && !libvirt.ok
+  if (missing.length === 0 && !libvirtFails) {
+    write(`\nready: this host can build the tiny and Debian images, boot guests and link them in networks${libvirt.required ? ', through libvirt' : ''}${options.tests ? ", and run this project's tests" : ''}`)
     return 0
+  }
+  if (missing.length === 0) {
+    write('\nnot ready: VMHARNESS_BACKEND=libvirt, and libvirt is not usable (see above)')
+    return 1
   }
   write(`\nmissing Debian packages: ${missing.join(' ')}`)
   write(`install them (as root): ${installCommand(missing)}`)
@@ -45,6 +59,7 @@ export async function doctor(options: DoctorOptions): Promise<number> {
     write('  no Debian cloud kernel (an Ubuntu runner, say)? set VMHARNESS_KERNEL=/path/to/vmlinuz, or give the spec a kernel;')
     write('  its virtio modules are taken from /lib/modules/<release> when the kernel does not build them in')
   }
+  if (libvirtFails) write('and VMHARNESS_BACKEND=libvirt, but libvirt is not usable (see above)')
   return 1
 }
 

@@ -9,7 +9,8 @@ const usage = `usage: vmharness <command>
 
 commands:
   doctor [--install] [--tests]
-                       what this host lacks to boot guests, the accelerator verdict and why;
+                       what this host lacks to boot guests, the accelerator verdict and why,
+                       whether libvirt's daemon answers (fails doctor only with VMHARNESS_BACKEND=libvirt);
                        --install installs the missing Debian packages (as root);
                        --tests also checks (and installs) what this project's own tests need
   packages [--tests]   the Debian packages vmharness needs, one line (for install scripts)
