@@ -11,7 +11,7 @@ function say(line: string): void {
 beforeAll(async () => {
   const started = Date.now()
   vm = await Vm.start({ image: 'tiny', name: 'example' })
-  say(`booted '${vm.name}' under ${vm.handle.accel.toUpperCase()} in ${((Date.now() - started) / 1000).toFixed(1)} s, SSH on 127.0.0.1:${vm.handle.ssh?.port}`)
+  say(`booted '${vm.name}' under ${vm.handle.accel.toUpperCase()} in ${((Date.now() - started) / 1000).toFixed(1)} s, SSH on ${vm.handle.ssh?.host}:${vm.handle.ssh?.port} (${vm.handle.backend})`)
 })
 
 afterAll(async () => {
