@@ -2,11 +2,13 @@ import { createHmac } from 'node:crypto'
 
 /**
  * The host key blobs an OpenSSH known_hosts text lists for `host` on `port`: plain entries
- * (`host`, `[host]:port`, comma lists) and hashed ones (`|1|salt|hmac`). Marked (@revoked,
+ * (`host`, `[host]:port`, comma lists, any case) and hashed ones (`|1|salt|hmac`). Marked (@revoked,
  * @cert-authority) and negated entries are left out: they never pin a key.
  */
 export function knownHostKeys(text: string, host: string, port: number): Buffer[] {
-  const name = port === 22 ? host : `[${host}]:${port}`
+  // OpenSSH matches names without regard to case, and hashes the lowercased name.
+  const lowered = host.toLowerCase()
+  const name = port === 22 ? lowered : `[${lowered}]:${port}`
   const keys: Buffer[] = []
   for (const line of text.split('\n')) {
     const fields = line.trim().split(/\s+/)
@@ -22,5 +24,5 @@ function matches(hosts: string, name: string): boolean {
     const [, , salt = '', digest = ''] = hosts.split('|')
     return createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64') === digest
   }
-  return hosts.split(',').some((entry) => entry === name)
+  return hosts.split(',').some((entry) => entry.toLowerCase() === name)
 }

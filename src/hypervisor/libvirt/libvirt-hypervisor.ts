@@ -35,10 +35,10 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
   private readonly vms = new LibvirtVms()
   private readonly hosts = new PromiseCache<string, { connection: LibvirtConnection; pool: Pool; events: DomainEvents }>()
 
-  /** The host a spec's VM goes to: its libvirtUri, else VMHARNESS_LIBVIRT_URI, else qemu:///system; one of several per vitest worker. */
+  /** The host a spec's VM goes to: its libvirtUri, else VMHARNESS_LIBVIRT_URI (unless empty), else qemu:///system; one of several per vitest worker. */
   target(spec: Pick<ResolvedSpec, 'libvirtUri'>, env: NodeJS.ProcessEnv = process.env): LibvirtTarget {
     const field = spec.libvirtUri ? 'libvirtUri' : env.VMHARNESS_LIBVIRT_URI ? 'libvirtUri (from VMHARNESS_LIBVIRT_URI)' : 'libvirtUri'
-    return pickForWorker(parseLibvirtUris(spec.libvirtUri ?? env.VMHARNESS_LIBVIRT_URI ?? defaultLibvirtUri, field), env)
+    return pickForWorker(parseLibvirtUris(spec.libvirtUri ?? (env.VMHARNESS_LIBVIRT_URI || defaultLibvirtUri), field), env)
   }
 
   /** The connection and pool of a host, opened once; the first use also sweeps what dead runs left there. */

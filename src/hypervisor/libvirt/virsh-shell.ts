@@ -108,10 +108,12 @@ export class VirshShell {
 /**
  * A word as virsh's own command parser reads it: bare when it holds nothing special, else in
  * single quotes (virsh takes everything inside them literally; a quote itself is closed, escaped
- * and reopened). Newlines cannot be passed, so they are refused.
+ * and reopened). Newlines cannot be passed, and virsh's readline takes other control characters as
+ * editing keys (a tab completes, Ctrl-A goes to the line's start, Ctrl-U erases it), even quoted:
+ * so all of them are refused.
  */
 export function quoteVirshWord(word: string): string {
-  if (/[\n\r\0]/.test(word)) throw new LibvirtError('a virsh argument may not hold a newline or NUL', [word])
+  if (/[\x00-\x1f\x7f]/.test(word)) throw new LibvirtError('a virsh argument may not hold a newline, NUL or other control character', [word])
   if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word
   return `'${word.replaceAll("'", `'\\''`)}'`
 }
