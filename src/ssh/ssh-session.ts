@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import pRetry, { AbortError } from 'p-retry'
 import ssh2 from 'ssh2'
 import type { ClientChannel, SFTPWrapper } from 'ssh2'
-import { HostKeyMismatchError, SshError } from '../errors.js'
+import { HostError, HostKeyMismatchError, SshError } from '../errors.js'
 import type { ExecResult } from '../common/exec-result.js'
 import { publicKeyBlob } from './keys.js'
 
@@ -90,7 +90,7 @@ export class SshSession {
           } catch (error) {
             // A banner wait that the deadline cut short says less than the attempt before it.
             if (!(error instanceof CutShort) || !lastError) lastError = error as Error
-            if (error instanceof HostKeyMismatchError || error instanceof NotSsh) throw new AbortError(error)
+            if (error instanceof HostKeyMismatchError || error instanceof NotSsh || error instanceof HostError) throw new AbortError(error)
             throw error
           }
         },
@@ -98,7 +98,7 @@ export class SshSession {
       )
       return new SshSession(client.client, endpoint, client.stream)
     } catch (error) {
-      if (error instanceof HostKeyMismatchError) throw error
+      if (error instanceof HostKeyMismatchError || error instanceof HostError) throw error
       if (error instanceof NotSsh) throw new SshError(error.message, endpoint)
       const last = lastError ? `last attempt: ${lastError.message}` : 'no attempt finished'
       if (options.signal?.aborted) throw new SshError(`connecting was aborted after ${attempts} attempts (${last})`, endpoint, { cause: lastError ?? options.signal.reason })

@@ -73,7 +73,7 @@ describe('LibvirtHypervisor.target', () => {
 
   it('takes the spec\'s libvirtUri over VMHARNESS_LIBVIRT_URI over qemu:///system', () => {
     const env = { VMHARNESS_LIBVIRT_URI: 'qemu+ssh://envuser@envhost:2201/system' }
-    expect(libvirt.target({ libvirtUri: 'qemu:///session' }, env)).toEqual({ uri: 'qemu:///session', remote: undefined })
+    expect(libvirt.target({ libvirtUri: 'qemu+unix:///system' }, env)).toEqual({ uri: 'qemu+unix:///system', remote: undefined })
     expect(libvirt.target({ libvirtUri: undefined }, env)).toEqual({
       uri: 'qemu+ssh://envuser@envhost:2201/system',
       remote: { user: 'envuser', host: 'envhost', port: 2201, keyfile: undefined },

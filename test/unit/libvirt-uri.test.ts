@@ -15,7 +15,7 @@ function specErrorOf(attempt: () => unknown): SpecError {
 }
 
 describe('parseLibvirtUri', () => {
-  it.each(['qemu:///system', 'qemu:///session', 'qemu+unix:///system'])('takes the local URI %s as a daemon on this machine', (uri) => {
+  it.each(['qemu:///system', 'qemu+unix:///system'])('takes the local URI %s as a daemon on this machine', (uri) => {
     expect(parseLibvirtUri(uri, 'libvirtUri')).toEqual({ uri, remote: undefined })
   })
 
@@ -27,8 +27,12 @@ describe('parseLibvirtUri', () => {
     })
   })
 
+  it('refuses a session daemon, saying the backend needs the system one', () => {
+    expect(specErrorOf(() => parseLibvirtUri('qemu:///session', 'libvirtUri')).message).toContain('needs the system daemon')
+  })
+
   it('logs in as root on port 22 without a keyfile when the URI names none', () => {
-    expect(parseLibvirtUri('qemu+ssh://hv2/session', 'libvirtUri').remote).toEqual({ user: 'root', host: 'hv2', port: 22, keyfile: undefined })
+    expect(parseLibvirtUri('qemu+ssh://hv2/system', 'libvirtUri').remote).toEqual({ user: 'root', host: 'hv2', port: 22, keyfile: undefined })
   })
 
   it('decodes a percent-encoded keyfile and user', () => {
@@ -65,7 +69,7 @@ describe('parseLibvirtUri', () => {
   })
 
   it.each(['qemu:///embed', 'qemu:///', 'qemu:///system/', 'qemu+ssh://h/', 'qemu+ssh://h/root'])('refuses the path of %s', (uri) => {
-    expect(specErrorOf(() => parseLibvirtUri(uri, 'libvirtUri')).message).toContain(`'${uri}' names neither /system nor /session`)
+    expect(specErrorOf(() => parseLibvirtUri(uri, 'libvirtUri')).message).toContain(`'${uri}' does not name the system daemon (…/system)`)
   })
 })
 
@@ -78,7 +82,7 @@ describe('parseLibvirtUris', () => {
   })
 
   it('takes a single URI as a list of one', () => {
-    expect(parseLibvirtUris('qemu:///session', 'libvirtUri')).toEqual([{ uri: 'qemu:///session', remote: undefined }])
+    expect(parseLibvirtUris('qemu:///system', 'libvirtUri')).toEqual([{ uri: 'qemu:///system', remote: undefined }])
   })
 
   it.each(['', '   ', ',', ' , ,'])('refuses a list that names no URI: %j', (value) => {

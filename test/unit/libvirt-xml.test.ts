@@ -29,7 +29,7 @@ function domain(overrides: Partial<DomainDefinition> = {}): DomainDefinition {
 }
 
 function network(overrides: Partial<NetworkDefinition> = {}): NetworkDefinition {
-  return { name: 'vmh-3f2a-net', bridge: 'vmh3f2a', gateway: '10.213.7.1', prefixLength: 28, rangeStart: '10.213.7.2', rangeEnd: '10.213.7.14', ...overrides }
+  return { name: 'vmh-3f2a-net', bridge: 'vmh3f2a', gateway: '10.213.7.1', prefixLength: 28, rangeStart: '10.213.7.2', rangeEnd: '10.213.7.14', guest: { mac: '52:54:00:8a:bc:de', address: '10.213.7.2' }, ...overrides }
 }
 
 /** The XML's lines that hold `needle`. */
@@ -135,12 +135,12 @@ describe('domainXml', () => {
 })
 
 describe('networkXml', () => {
-  it('is isolated: no <forward>, DNS off, DHCP over the range given', () => {
+  it('is isolated: no <forward>, DNS off, DHCP over the range given, with the guest\'s MAC reserved its address', () => {
     const xml = networkXml(network())
     expect(xml).not.toContain('<forward')
     expect(linesWith(xml, '<dns')).toEqual(["  <dns enable='no'/>"])
     expect(xml).toContain("<bridge name='vmh3f2a' stp='off'/>")
-    expect(xml).toMatch(/<ip address='10\.213\.7\.1' prefix='28'>\n\s+<dhcp><range start='10\.213\.7\.2' end='10\.213\.7\.14'\/><\/dhcp>\n\s+<\/ip>/)
+    expect(xml).toMatch(/<ip address='10\.213\.7\.1' prefix='28'>\n\s+<dhcp><range start='10\.213\.7\.2' end='10\.213\.7\.14'\/><host mac='52:54:00:8a:bc:de' ip='10\.213\.7\.2'\/><\/dhcp>\n\s+<\/ip>/)
     expect(xml).toContain('<name>vmh-3f2a-net</name>')
   })
 

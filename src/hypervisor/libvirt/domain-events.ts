@@ -1,6 +1,17 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { lineSplitter } from '../../common/line-splitter.js'
 
+const running = new Set<ChildProcess>()
+let exitHook = false
+
+/** The event streams end with this process (virsh would keep waiting for its next event). */
+function killAtExit(child: ChildProcess): void {
+  if (!exitHook) process.once('exit', () => running.forEach((c) => c.kill('SIGKILL')))
+  exitHook = true
+  running.add(child)
+  child.once('close', () => running.delete(child))
+}
+
 export interface LifecycleEvent {
   /** libvirt's word: Started, Suspended, Resumed, Stopped, Shutdown, Crashed, … */
   event: string
@@ -46,6 +57,7 @@ export class DomainEvents {
       if (!this.closed && this.listeners.size > 0) setTimeout(() => (this.child ??= this.open()), 1_000).unref()
     })
     child.unref()
+    killAtExit(child)
     ;(child.stdout as unknown as { unref?: () => void } | null)?.unref?.()
     return child
   }

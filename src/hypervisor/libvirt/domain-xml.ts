@@ -74,6 +74,8 @@ export interface NetworkDefinition {
   /** The DHCP range handed to guests. */
   rangeStart: string
   rangeEnd: string
+  /** The one guest's MAC and the address DHCP gives it. */
+  guest: { mac: string; address: string }
 }
 
 /**
@@ -87,7 +89,7 @@ export function networkXml(network: NetworkDefinition): string {
     `  <bridge name='${attribute(network.bridge)}' stp='off'/>`,
     "  <dns enable='no'/>",
     `  <ip address='${attribute(network.gateway)}' prefix='${network.prefixLength}'>`,
-    `    <dhcp><range start='${attribute(network.rangeStart)}' end='${attribute(network.rangeEnd)}'/></dhcp>`,
+    `    <dhcp><range start='${attribute(network.rangeStart)}' end='${attribute(network.rangeEnd)}'/><host mac='${attribute(network.guest.mac)}' ip='${attribute(network.guest.address)}'/></dhcp>`,
     '  </ip>',
     '</network>',
     '',

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises'
+import { connect, type Socket } from 'node:net'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
@@ -20,6 +21,8 @@ export function knownHostsFile(env: NodeJS.ProcessEnv = process.env): string {
  */
 export class HostJump {
   private client: Promise<ssh2.Client> | undefined
+  private socket: Socket | undefined
+  private users = 0
 
   constructor(private readonly host: RemoteHost) {}
 
@@ -30,14 +33,30 @@ export class HostJump {
   /** A TCP stream from the hypervisor host to `address:port` (a guest on one of its networks). */
   async forward(address: string, port: number): Promise<Duplex> {
     const client = await this.connected()
+    this.hold(+1)
     return new Promise((resolve, reject) =>
-      client.forwardOut('127.0.0.1', 0, address, port, (error, channel) => (error ? reject(new Error(`${this.label} cannot reach ${address}:${port}: ${error.message}`)) : resolve(channel))),
+      client.forwardOut('127.0.0.1', 0, address, port, (error, channel) => {
+        if (error) {
+          this.hold(-1)
+          return reject(new Error(`${this.label} cannot reach ${address}:${port}: ${error.message}`))
+        }
+        channel.once('close', () => this.hold(-1))
+        resolve(channel)
+      }),
     )
+  }
+
+  /** The connection keeps the process alive only while a channel or a read is open on it. */
+  private hold(change: number): void {
+    this.users += change
+    if (this.users > 0) this.socket?.ref()
+    else this.socket?.unref()
   }
 
   /** The bytes of a file on the hypervisor host from `offset` on (empty when it does not exist). */
   async readFrom(path: string, offset: number): Promise<Buffer> {
     const client = await this.connected()
+    this.hold(+1)
     const sftp = await new Promise<ssh2.SFTPWrapper>((resolve, reject) => client.sftp((error, session) => (error ? reject(error) : resolve(session))))
     try {
       return await new Promise<Buffer>((resolve, reject) => {
@@ -49,6 +68,7 @@ export class HostJump {
       })
     } finally {
       sftp.end()
+      this.hold(-1)
     }
   }
 
@@ -78,6 +98,8 @@ export class HostJump {
       )
     }
     const privateKey = await this.privateKey()
+    const socket = connect({ host: this.host.host, port: this.host.port })
+    this.socket = socket
     return new Promise((resolve, reject) => {
       const client = new ssh2.Client()
       let presented: Buffer | undefined
@@ -87,6 +109,7 @@ export class HostJump {
         client.on('close', () => {
           if (this.client) this.client = undefined
         })
+        this.hold(0)
         resolve(client)
       })
       client.once('error', (error) => {
@@ -98,12 +121,10 @@ export class HostJump {
         }
       })
       client.connect({
-        host: this.host.host,
-        port: this.host.port,
+        sock: socket,
         username: this.host.user,
         privateKey,
         readyTimeout: 20_000,
-        keepaliveInterval: 15_000,
         hostVerifier: (key: Buffer) => {
           presented = key
           return pinned.some((known) => known.equals(key))

@@ -8,7 +8,7 @@ import { discardPrepared, endpointFor, handleFor, newRecord, vmNames, type Place
 import type { LibvirtSavedState } from './libvirt-snapshots.js'
 import { createManagementNetwork } from './management-network.js'
 import { runTag } from './run-tag.js'
-import { replaceAll, rewriteSavedDomainXml } from './save-file.js'
+import { attributeValue, replaceAll, rewriteSavedDomainXml, textValue } from './save-file.js'
 import { createOverlay, volumeExists, volumePath } from './storage-pool.js'
 
 export async function readLibvirtSavedState(dir: string): Promise<LibvirtSavedState> {
@@ -32,6 +32,7 @@ export async function prepareLibvirtClone(spec: ResolvedSpec, from: string, plac
   const saved = await readLibvirtSavedState(from)
   const { connection, pool } = placement
   if (saved.uri !== connection.uri) throw new SnapshotError(`lives on ${saved.uri}, but this VM runs on ${connection.uri}: a clone runs where its snapshot is`, from)
+  if (saved.pool !== pool.name) throw new SnapshotError(`lives in libvirt pool '${saved.pool}', but this VM uses pool '${pool.name}' (VMHARNESS_LIBVIRT_POOL): use the pool it was saved in`, from)
   for (const volume of [saved.stateVolume, saved.diskVolume, ...(saved.seedVolume ? [saved.seedVolume] : [])]) {
     if (!(await volumeExists(connection, pool, volume))) throw new SnapshotError(`its volume ${volume} is gone from pool '${pool.name}' on ${connection.uri}`, from)
   }
@@ -46,7 +47,7 @@ export async function prepareLibvirtClone(spec: ResolvedSpec, from: string, plac
     const state = `${domain}-incoming-state`
     await connection.run(['vol-clone', '--pool', pool.name, saved.stateVolume, state], 10 * 60_000)
     record.ownVolumes.add(state)
-    record.network = await createManagementNetwork(connection, domain, bridge, dir)
+    record.network = await createManagementNetwork(connection, domain, bridge, saved.definition.mac, dir)
     const consoleLog = `${domain}-console.log`
     record.ownVolumes.add(consoleLog)
     const old = saved.definition
@@ -63,13 +64,15 @@ export async function prepareLibvirtClone(spec: ResolvedSpec, from: string, plac
     const fresh = record.definition
     await rewriteSavedDomainXml(connection, pool, state, dir, (xml) =>
       replaceAll(xml, [
-        [`'${old.disk}'`, `'${fresh.disk}'`],
-        [`'${old.seed}'`, `'${fresh.seed}'`],
-        [`'${old.consoleLog}'`, `'${fresh.consoleLog}'`],
-        [`<name>${old.name}</name>`, `<name>${fresh.name}</name>`],
-        [`<uuid>${old.uuid}</uuid>`, `<uuid>${fresh.uuid}</uuid>`],
-        [`network='${old.network}'`, `network='${fresh.network}'`],
+        [attributeValue(old.disk), attributeValue(fresh.disk), 'required'],
+        ...(old.seed && fresh.seed ? [[attributeValue(old.seed), attributeValue(fresh.seed), 'required'] as [string, string, 'required']] : []),
+        [attributeValue(old.consoleLog), attributeValue(fresh.consoleLog), 'required'],
+        [`<name>${textValue(old.name)}</name>`, `<name>${textValue(fresh.name)}</name>`, 'required'],
+        [`<uuid>${old.uuid}</uuid>`, `<uuid>${fresh.uuid}</uuid>`, 'required'],
+        [`network=${attributeValue(old.network)}`, `network=${attributeValue(fresh.network)}`, 'required'],
+        // libvirt writes metadata back with either quote.
         [`run='${old.run}'`, `run='${fresh.run}'`],
+        [`run="${old.run}"`, `run="${fresh.run}"`],
       ]),
     )
     record.incomingState = state

@@ -78,7 +78,11 @@ export class LibvirtConnection {
       return await slot.shell.run(args, timeoutMs)
     } finally {
       slot.pending--
-      if (!slot.shell.alive) this.shells.splice(this.shells.indexOf(slot), 1)
+      const index = this.shells.indexOf(slot)
+      if (!slot.shell.alive && index >= 0) {
+        this.shells.splice(index, 1)
+        slot.shell.close()
+      }
     }
   }
 
@@ -118,7 +122,7 @@ function virshErrors(stderr: string): string {
 
 /** Errors of a connection that broke (a daemon restart, say), rather than of the command. */
 function connectionLost(error: unknown): boolean {
-  return error instanceof LibvirtError && /no valid connection|End of file while reading data|Cannot recv data|Broken pipe|Connection reset|is gone|Failed to connect socket|failed to connect to the hypervisor/i.test(error.message)
+  return error instanceof LibvirtError && /no valid connection|End of file while reading data|Cannot recv data|Broken pipe|Connection reset|is gone|virsh ended|Failed to connect socket|failed to connect to the hypervisor/i.test(error.message)
 }
 
 function unreachable(target: LibvirtTarget, message: string): HostError {

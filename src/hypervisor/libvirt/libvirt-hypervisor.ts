@@ -72,6 +72,7 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
     const { events } = await this.host(record.connection.target)
     events.watch(record.definition.name, (event) => {
       if (!/^(Stopped|Crashed)$/.test(event.event) || record.transition > 0) return
+      record.lastStop = `${event.event} ${event.detail}`
       record.settleExit({ exitCode: null, signal: null, requested: record.stopping !== undefined, stopMethod: record.stopping, stderr: `libvirt: ${event.event} ${event.detail}`.trim() })
     })
     if (record.incomingState) {
@@ -81,7 +82,8 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
       await record.connection.tryRun(['vol-delete', '--pool', record.pool.name, state])
       record.ownVolumes.delete(state)
       // The clone's guest still holds the address of its original's network: a carrier drop makes it ask again.
-      if (!options.leavePaused) await this.renewLease(record)
+      if (options.leavePaused) record.leasePending = true
+      else await this.renewLease(record)
       return
     }
     const file = join(record.dir, 'domain.xml')
@@ -105,11 +107,11 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
     if (timeoutMs > 0 && (await record.connection.tryRun(['shutdown', domain]))) {
       const deadline = Date.now() + timeoutMs
       while (Date.now() < deadline && !record.exitSettled) {
-        if (/shut off|no domain|not found/i.test(await this.domainState(record))) break
+        if (/shut off|not found/i.test(await this.domainState(record).catch(() => ''))) break
         await sleep(200)
       }
     }
-    if (!/shut off|not found/i.test(await this.domainState(record))) {
+    if (!/shut off|not found/i.test(await this.domainState(record).catch(() => ''))) {
       record.stopping = 'sigkill'
       await record.connection.tryRun(['destroy', domain])
     }
@@ -121,7 +123,12 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
   }
 
   async resume(vm: VmHandle): Promise<void> {
-    await this.vms.lookUp(vm).connection.run(['resume', this.vms.lookUp(vm).definition.name])
+    const record = this.vms.lookUp(vm)
+    await record.connection.run(['resume', record.definition.name])
+    if (record.leasePending) {
+      record.leasePending = false
+      await this.renewLease(record)
+    }
   }
 
   async destroy(vm: VmHandle): Promise<void> {
@@ -150,7 +157,9 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
     if (/^running/.test(state)) return { status: 'running', detail: state }
     if (/^paused/.test(state)) return { status: 'paused', detail: state }
     if (/crashed/.test(state)) return { status: 'crashed', detail: state }
-    return { status: record.stopping ? 'stopped' : 'crashed', detail: state }
+    // A guest that powered itself off stopped; QEMU ending any other way on its own is a crash.
+    const stopped = record.stopping !== undefined || record.lastStop === 'Stopped Shutdown' || /shut off \(shutdown\)/.test(state)
+    return { status: stopped ? 'stopped' : 'crashed', detail: state }
   }
 
   /** The address the guest leased on its network, as libvirt's DHCP server reports it. */
@@ -223,9 +232,11 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
 
   private async domainState(record: LibvirtVm): Promise<string> {
     try {
-      return (await record.connection.run(['domstate', record.definition.name])).trim()
+      return (await record.connection.run(['domstate', '--reason', record.definition.name])).trim()
     } catch (error) {
-      return `not found (${(error as Error).message})`
+      // Only a domain libvirt does not know is gone; any other failure is not taken for it.
+      if (/Domain not found|failed to get domain/i.test((error as Error).message)) return `not found (${(error as Error).message})`
+      throw error
     }
   }
 }

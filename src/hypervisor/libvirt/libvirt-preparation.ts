@@ -14,7 +14,7 @@ import type { LibvirtConnection } from './libvirt-connection.js'
 import { leasedAddress, type LibvirtVm } from './libvirt-vm.js'
 import { createManagementNetwork } from './management-network.js'
 import { runTag } from './run-tag.js'
-import { createOverlay, uploadOnce, uploadVolume, volumePath, type Pool } from './storage-pool.js'
+import { createOverlay, fileFormat, uploadOnce, uploadVolume, volumePath, type Pool } from './storage-pool.js'
 
 export interface PreparedLibvirtVm {
   record: LibvirtVm
@@ -45,7 +45,7 @@ export async function prepareLibvirtBoot(spec: ResolvedSpec, options: PrepareOpt
     const kernel = image.kernel ? await uploadOnce(connection, pool, image.kernel, 'kernel') : undefined
     const initrd = image.initrd ? await uploadOnce(connection, pool, image.initrd, 'initrd') : undefined
     const overlay = `${domain}-disk-0.qcow2`
-    await createOverlay(connection, pool, overlay, disk)
+    await createOverlay(connection, pool, overlay, disk, await fileFormat(image.disk))
     record.ownVolumes.add(overlay)
     record.diskVolume = overlay
     const clientKey = await runClientKey()
@@ -55,7 +55,8 @@ export async function prepareLibvirtBoot(spec: ResolvedSpec, options: PrepareOpt
     const seed = `${domain}-seed.iso`
     await uploadVolume(connection, pool, seed, seedFile)
     record.ownVolumes.add(seed)
-    record.network = await createManagementNetwork(connection, domain, bridge, dir)
+    const mac = randomMac()
+    record.network = await createManagementNetwork(connection, domain, bridge, mac, dir)
     const consoleLog = `${domain}-console.log`
     record.ownVolumes.add(consoleLog)
     record.definition = {
@@ -69,7 +70,7 @@ export async function prepareLibvirtBoot(spec: ResolvedSpec, options: PrepareOpt
       disk: volumePath(pool, overlay),
       seed: volumePath(pool, seed),
       network: record.network.name,
-      mac: randomMac(),
+      mac,
       consoleLog: volumePath(pool, consoleLog),
       run: await runTag(),
     }

@@ -39,7 +39,8 @@ export function parseLibvirtUri(uri: string, field: string): LibvirtTarget {
   }
   const [driver, transport] = url.protocol.replace(/:$/, '').split('+')
   if (driver !== 'qemu') throw new SpecError(`'${uri}' is not a QEMU URI: the libvirt backend runs guests on libvirt's QEMU driver (qemu:// or qemu+ssh://)`, field)
-  if (url.pathname !== '/system' && url.pathname !== '/session') throw new SpecError(`'${uri}' names neither /system nor /session`, field)
+  if (url.pathname === '/session') throw new SpecError(`'${uri}': the libvirt backend needs the system daemon (…/system): each VM gets a network of its own, which a session daemon cannot make`, field)
+  if (url.pathname !== '/system') throw new SpecError(`'${uri}' does not name the system daemon (…/system)`, field)
   if (!url.hostname) {
     if (transport !== undefined && transport !== 'unix') throw new SpecError(`'${uri}' names a transport (${transport}) but no host`, field)
     return { uri, remote: undefined }

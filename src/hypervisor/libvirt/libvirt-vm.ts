@@ -35,6 +35,10 @@ export interface LibvirtVm {
   /** Set while the harness itself stops the domain (a save, a revert, a restore): its Stopped event is not an exit. */
   transition: number
   stopping?: StopMethod
+  /** How the domain last stopped by itself, as libvirt said it (Stopped Shutdown: the guest powered off). */
+  lastStop?: string
+  /** A clone started paused still holds its original's address: it asks for its own lease once resumed. */
+  leasePending?: boolean
   settleExit: (info: ExitInfo) => void
   exitSettled: boolean
   snapshots: Map<string, LibvirtSnapshot>

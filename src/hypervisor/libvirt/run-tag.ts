@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, readlinkSync } from 'node:fs'
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { basename, join } from 'node:path'
@@ -17,6 +17,8 @@ import { deleteVolume, uploadVolume, volumesStartingWith, type Pool } from './st
 export interface RunOwner {
   host: string
   bootId: string
+  /** The PID namespace the pid belongs to: a sandbox or container on the same machine has its own. */
+  pidNamespace: string
   pid: number
   started: number | undefined
 }
@@ -26,7 +28,7 @@ export async function runTag(): Promise<string> {
 }
 
 export function thisOwner(): RunOwner {
-  return { host: hostname(), bootId: bootId(), pid: process.pid, started: processStartTicks(process.pid) }
+  return { host: hostname(), bootId: bootId(), pidNamespace: pidNamespace(), pid: process.pid, started: processStartTicks(process.pid) }
 }
 
 /** Writes this run's owner volume on the host (once per connection). */
@@ -101,8 +103,18 @@ async function readOwner(connection: LibvirtConnection, pool: Pool, volume: stri
 function ownerIsDead(owner: RunOwner): boolean {
   if (owner.host !== hostname()) return false
   if (owner.bootId !== bootId()) return true
+  // A pid of another PID namespace cannot be checked from here: left alone.
+  if (owner.pidNamespace !== pidNamespace()) return false
   if (!processIsAlive(owner.pid)) return true
   return owner.started !== undefined && processStartTicks(owner.pid) !== owner.started
+}
+
+function pidNamespace(): string {
+  try {
+    return readlinkSync('/proc/self/ns/pid')
+  } catch {
+    return ''
+  }
 }
 
 function bootId(): string {

@@ -22,9 +22,33 @@ export async function rewriteSavedDomainXml(connection: LibvirtConnection, pool:
   }
 }
 
-/** Replaces every occurrence of each old value in the saved XML (names, paths), as attribute or text. */
-export function replaceAll(xml: string, replacements: [string, string][]): string {
+/**
+ * Replaces every occurrence of each old value in a saved XML (names, paths). A 'required' one
+ * that is not there is an error: going on would leave the domain on its original's files.
+ */
+export function replaceAll(xml: string, replacements: [string, string, ('required' | 'optional')?][]): string {
   let result = xml
-  for (const [from, to] of replacements) if (from && from !== to) result = result.split(from).join(to)
+  for (const [from, to, need = 'optional'] of replacements) {
+    if (!from || from === to) continue
+    if (!result.includes(from)) {
+      if (need === 'required') throw new Error(`the saved domain XML does not hold ${from}`)
+      continue
+    }
+    result = result.split(from).join(to)
+  }
   return result
+}
+
+/** A value as libvirt writes it in an attribute: single-quoted, escaped. */
+export function attributeValue(value: string): string {
+  return `'${value.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll("'", '&apos;').replaceAll('"', '&quot;')}'`
+}
+
+/** A value as libvirt writes it as element text. */
+export function textValue(value: string): string {
+  return value.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;')
+}
+
+export function unescapeXml(text: string): string {
+  return text.replaceAll('&lt;', '<').replaceAll('&gt;', '>').replaceAll('&quot;', '"').replaceAll('&apos;', "'").replaceAll('&amp;', '&')
 }

@@ -6,6 +6,7 @@ import { cacheSubdir } from '../../host/cache-dir.js'
 import { memoizedFileSha256 } from '../../host/file-digest.js'
 import { withFileLock } from '../../host/file-lock.js'
 import type { LibvirtConnection } from './libvirt-connection.js'
+import { unescapeXml } from './save-file.js'
 
 /** The pool the harness keeps its volumes in: VMHARNESS_LIBVIRT_POOL, else one of its own. */
 export function poolName(env: NodeJS.ProcessEnv = process.env): string {
@@ -33,7 +34,7 @@ export async function ensurePool(connection: LibvirtConnection, name = poolName(
   })
   await connection.tryRun(['pool-autostart', name])
   const xml = await connection.run(['pool-dumpxml', name])
-  const path = /<target>\s*<path>([^<]+)<\/path>/.exec(xml)?.[1]
+  const path = unescapeXml(/<target>\s*<path>([^<]+)<\/path>/.exec(xml)?.[1] ?? '')
   if (!/<pool type=['"]dir['"]/.test(xml) || !path) {
     throw new HostError(`libvirt pool '${name}' on ${connection.uri} is not a directory pool`, 'point VMHARNESS_LIBVIRT_POOL at a directory pool (pool-define-as NAME dir --target /path), or unset it to let the harness make its own')
   }
@@ -44,8 +45,15 @@ export function volumePath(pool: Pool, volume: string): string {
   return `${pool.path}/${volume}`
 }
 
+/** Whether the pool has `volume`; any failure other than "not found" (a lost daemon, say) is thrown, never taken for absence. */
 export async function volumeExists(connection: LibvirtConnection, pool: Pool, volume: string): Promise<boolean> {
-  return connection.tryRun(['vol-info', '--pool', pool.name, volume])
+  try {
+    await connection.run(['vol-info', '--pool', pool.name, volume])
+    return true
+  } catch (error) {
+    if (/Storage volume not found|no storage vol with matching/i.test((error as Error).message)) return false
+    throw error
+  }
 }
 
 /** Fails with a HostError naming the pool when it has less room than `bytes`. */
@@ -73,7 +81,7 @@ export async function uploadOnce(connection: LibvirtConnection, pool: Pool, loca
   return withFileLock(lock, async () => {
     if (await volumeExists(connection, pool, done)) return volume
     await connection.tryRun(['vol-delete', '--pool', pool.name, volume])
-    await uploadVolume(connection, pool, volume, localFile, await formatOf(localFile))
+    await uploadVolume(connection, pool, volume, localFile, await fileFormat(localFile))
     await connection.run(['vol-create-as', pool.name, done, '0', '--format', 'raw'])
     return volume
   })
@@ -93,11 +101,11 @@ export async function uploadVolume(connection: LibvirtConnection, pool: Pool, vo
 }
 
 /** A qcow2 volume whose contents lie on `backing` (a copy-on-write overlay). */
-export async function createOverlay(connection: LibvirtConnection, pool: Pool, volume: string, backing: string): Promise<void> {
+export async function createOverlay(connection: LibvirtConnection, pool: Pool, volume: string, backing: string, backingFormat: 'raw' | 'qcow2' = 'qcow2'): Promise<void> {
   const info = await connection.run(['vol-info', '--bytes', '--pool', pool.name, backing])
   const capacity = /Capacity:\s+(\d+)/.exec(info)?.[1]
   if (!capacity) throw new HostError(`cannot read the size of volume ${backing} in pool '${pool.name}'`, 'check the pool on that host')
-  await connection.run(['vol-create-as', pool.name, volume, capacity, '--format', 'qcow2', '--backing-vol', backing, '--backing-vol-format', 'qcow2'])
+  await connection.run(['vol-create-as', pool.name, volume, capacity, '--format', 'qcow2', '--backing-vol', backing, '--backing-vol-format', backingFormat])
 }
 
 export async function deleteVolume(connection: LibvirtConnection, pool: Pool, volume: string): Promise<void> {
@@ -115,7 +123,8 @@ export async function volumesStartingWith(connection: LibvirtConnection, pool: P
     .filter((name) => name.startsWith(prefix))
 }
 
-async function formatOf(localFile: string): Promise<'raw' | 'qcow2'> {
+/** A local image file's format, from its first bytes. */
+export async function fileFormat(localFile: string): Promise<'raw' | 'qcow2'> {
   const handle = await open(localFile, 'r')
   try {
     const magic = Buffer.alloc(4)

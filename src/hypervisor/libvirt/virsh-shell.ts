@@ -67,7 +67,7 @@ export class VirshShell {
   }
 
   private async exchange(args: readonly string[], timeoutMs: number): Promise<string> {
-    if (this.ended) throw new LibvirtError(`virsh for ${this.uri} is gone: ${this.ended.message}`, args)
+    if (this.ended) throw new LibvirtError(`virsh for ${this.uri} is gone: ${this.ended.message}${this.stderr.trim() ? ` (${this.stderr.trim().replace(/\s+/g, ' ')})` : ''}`, args)
     const marker = `vmharness-done-${randomBytes(6).toString('hex')}`
     this.stdout = ''
     this.stderr = ''
@@ -87,14 +87,22 @@ export class VirshShell {
       this.waiter()
     })
     if (!finished) {
-      // The shell's state is unknown now (a command still running): it is not reused.
-      this.ended ??= new Error(`'virsh ${args.join(' ')}' gave no answer within ${timeoutMs} ms`)
+      // virsh ended under the command (its stderr says why), or the shell's state is unknown now (a command still running): not reused.
+      const ended = this.ended as Error | undefined
+      if (ended) throw new LibvirtError(`virsh for ${this.uri} is gone: ${ended.message} (${this.stderr.trim().replace(/\s+/g, ' ')})`, args, this.stderr)
+      this.ended = new Error(`'virsh ${args.join(' ')}' gave no answer within ${timeoutMs} ms`)
       this.child.kill('SIGKILL')
       throw new LibvirtError(this.ended.message, args, this.stderr)
     }
     // virsh echoes each line it reads after its prompt: the output lies between the command's echo and the marker's.
     const output = this.stdout.slice(this.stdout.indexOf('\n') + 1, this.stdout.indexOf(`${prompt}echo ${marker}\n`))
-    const errors = this.stderr.slice(0, this.stderr.indexOf(`error: ${marker}\n`)).trim()
+    // After a daemon restart virsh reconnects by itself and says so on stderr before running the command: not a failure.
+    const errors = this.stderr
+      .slice(0, this.stderr.indexOf(`error: ${marker}\n`))
+      .split('\n')
+      .filter((line) => !/^error: (Reconnected to the hypervisor|Disconnected from .* due to )/.test(line))
+      .join('\n')
+      .trim()
     if (/^error: /m.test(errors)) throw new LibvirtError(errors.replace(/^error: /gm, '').trim(), args, errors)
     return output
   }
