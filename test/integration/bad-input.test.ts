@@ -48,7 +48,7 @@ describe('bad input is a typed error that names the fix, before anything starts'
     ['memory 0', { image: 'tiny', memory: 0 }, SpecError, /^memory: must be a whole number of MiB from 64/],
     ['more memory than the host has', { image: 'tiny', memory: 1024 * 1024 }, SpecError, /^memory: 1048576 MiB is more than this host has/],
     ['0 vCPUs', { image: 'tiny', cpus: 0 }, SpecError, /^cpus: must be a whole number of vCPUs from 1/],
-    ['an unknown backend', { image: 'tiny', backend: 'hyperv' as never }, SpecError, /^backend: must be one of 'qemu', 'noop', 'auto', got 'hyperv'/],
+    ['an unknown backend', { image: 'tiny', backend: 'hyperv' as never }, SpecError, /^backend: must be one of 'qemu', 'libvirt', 'noop', 'auto', got 'hyperv'/],
     ['a disk without a kernel on microvm', { image: { disk: '/x.qcow2' }, machine: 'microvm' }, SpecError, /^machine: 'microvm' boots only a kernel/],
     ['a snapshot directory that is not one', { restoreFrom: '/nonexistent/snapshot' }, SnapshotError, /is not a complete saved state .*save it again/],
   ])('%s', async (_case, spec, kind, message) => {
