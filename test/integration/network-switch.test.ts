@@ -230,7 +230,8 @@ describe('a run directory too deep for unix socket paths', () => {
   afterAll(async () => {
     if (savedRoot === undefined) delete process.env.VMHARNESS_RUN_ROOT
     else process.env.VMHARNESS_RUN_ROOT = savedRoot
-    if (deepRoot) await rm(deepRoot, { recursive: true, force: true })
+    // The mkdtemp directory above the deep one goes too.
+    if (deepRoot) await rm(dirname(deepRoot), { recursive: true, force: true })
   })
 
   it('is refused with a HostError that names the path and VMHARNESS_RUN_ROOT, before any switch starts', async () => {
