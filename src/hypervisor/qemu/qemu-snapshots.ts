@@ -36,6 +36,11 @@ export async function loadInternalSnapshot(record: QemuVm, qmp: QmpClient, snaps
     throw new SnapshotError('lived in a disk layer that a later external snapshot or restore replaced; take it again', name)
   }
   try {
+    // Paused first: a guest that panicked with panic=-1 may have asked for a reset an instant
+    // earlier. QEMU handles that request between main-loop rounds; arriving after the load, it
+    // rebooted the freshly loaded guest (a flaky test under load). Once `stop` has returned, the
+    // vCPUs can ask for nothing more, and the pending reset is handled before the next command.
+    await qmp.execute('stop')
     await runJob(qmp, 'snapshot-load', { tag: name, vmstate: snapshot.node, devices: [snapshot.node] }, snapshotTimeoutMs)
     const status = await qmp.execute<{ running: boolean }>('query-status')
     if (leavePaused && status.running) await qmp.execute('stop')
