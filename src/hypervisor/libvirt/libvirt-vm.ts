@@ -1,5 +1,4 @@
-import { HypervisorError } from '../../errors.js'
-import type { ExitInfo, SshEndpoint, StopMethod, VmHandle } from '../hypervisor.js'
+import type { ExitInfo, SshEndpoint, StopMethod } from '../hypervisor.js'
 import type { DomainDefinition, NetworkDefinition } from './domain-xml.js'
 import type { LibvirtConnection } from './libvirt-connection.js'
 import type { Pool } from './storage-pool.js'
@@ -43,28 +42,6 @@ export interface LibvirtVm {
   exitSettled: boolean
   snapshots: Map<string, LibvirtSnapshot>
   lastFileNumber: number
-}
-
-export class LibvirtVms {
-  private readonly byId = new Map<string, LibvirtVm>()
-
-  add(handle: VmHandle, record: LibvirtVm): void {
-    this.byId.set(handle.id, record)
-  }
-
-  find(handle: VmHandle): LibvirtVm | undefined {
-    return this.byId.get(handle.id)
-  }
-
-  lookUp(handle: VmHandle): LibvirtVm {
-    const record = this.byId.get(handle.id)
-    if (!record) throw new HypervisorError('was destroyed, or was not prepared by this backend', { vm: handle.name })
-    return record
-  }
-
-  delete(handle: VmHandle): void {
-    this.byId.delete(handle.id)
-  }
 }
 
 /** The IPv4 address the VM's NIC leased on its network, or undefined while it has none. */

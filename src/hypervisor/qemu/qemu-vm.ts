@@ -1,4 +1,5 @@
 import { HypervisorError } from '../../errors.js'
+import { VmRegistry } from '../vm-registry.js'
 import type { ResolvedSpec } from '../../spec/vm-spec.js'
 import type { ExitInfo, SshEndpoint, VmHandle } from '../hypervisor.js'
 import type { QemuLaunch } from './qemu-argv.js'
@@ -59,33 +60,11 @@ export function newQemuVm(
   return { record, handle }
 }
 
-/** The VMs one backend instance manages, by handle. */
-export class QemuVms {
-  private readonly byId = new Map<string, QemuVm>()
-
-  add(handle: VmHandle, record: QemuVm): void {
-    this.byId.set(handle.id, record)
-  }
-
-  /** The VM's record; undefined once it is destroyed or kept. */
-  find(handle: VmHandle): QemuVm | undefined {
-    return this.byId.get(handle.id)
-  }
-
-  /** The VM's record; a HypervisorError once it is destroyed or kept, or for a handle of another backend. */
-  lookUp(handle: VmHandle): QemuVm {
-    const record = this.byId.get(handle.id)
-    if (!record) throw new HypervisorError('was destroyed, or was not prepared by this backend', { vm: handle.name })
-    return record
-  }
-
+/** The QEMU VMs one backend instance manages, by handle, and their monitors. */
+export class QemuVms extends VmRegistry<QemuVm> {
   /** The running VM's QMP monitor; a HypervisorError when it has none. */
   monitor(handle: VmHandle): QmpClient {
     return monitorOf(this.lookUp(handle), handle.name)
-  }
-
-  delete(handle: VmHandle): void {
-    this.byId.delete(handle.id)
   }
 }
 
