@@ -8,6 +8,15 @@ export function cleanConsoleText(raw: string): string {
     .replace(/[\x00-\x08\x0b-\x1f\x7f]/g, '')
 }
 
+/** The last `lines` non-empty lines of console bytes, as readable text. */
+export function consoleTextTail(raw: Buffer, lines: number): string {
+  return cleanConsoleText(raw.subarray(-64 * 1024).toString('utf8'))
+    .split('\n')
+    .filter((line) => line.trim())
+    .slice(-lines)
+    .join('\n')
+}
+
 /** The last `lines` non-empty lines of a console log (reads at most the final 64 KiB). */
 export async function consoleLogTail(path: string, lines: number): Promise<string> {
   let file
@@ -21,11 +30,7 @@ export async function consoleLogTail(path: string, lines: number): Promise<strin
     const length = Math.min(size, 64 * 1024)
     const buffer = Buffer.alloc(length)
     await file.read(buffer, 0, length, size - length)
-    return cleanConsoleText(buffer.toString('utf8'))
-      .split('\n')
-      .filter((line) => line.trim())
-      .slice(-lines)
-      .join('\n')
+    return consoleTextTail(buffer, lines)
   } finally {
     await file.close()
   }

@@ -1,9 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { HypervisorError, SnapshotError, SpecError, UnsupportedError } from '../../errors.js'
-import { consoleLogTail } from '../console-text.js'
-import { cleanConsoleText } from '../console-text.js'
+import { HypervisorError, SpecError, UnsupportedError } from '../../errors.js'
+import { consoleLogTail, consoleTextTail } from '../console-text.js'
 import type { ResolvedSpec } from '../../spec/vm-spec.js'
 import type { RestoreOptions, Snapshotting, Suspending } from '../capabilities.js'
 import type { ConsoleEndpoint, Hypervisor, PrepareOptions, SnapshotInfo, SnapshotOptions, StartVmOptions, VmHandle, VmState } from '../hypervisor.js'
@@ -16,9 +15,10 @@ import { libvirtConnection, type LibvirtConnection } from './libvirt-connection.
 import { prepareLibvirtBoot, type Placement } from './libvirt-preparation.js'
 import { restoreDomain, restoreLibvirtSnapshot, takeLibvirtSnapshot } from './libvirt-snapshots.js'
 import { defaultLibvirtUri, parseLibvirtUri, parseLibvirtUris, pickForWorker, type LibvirtTarget } from './libvirt-uri.js'
-import { LibvirtVms, leasedAddress, type LibvirtVm } from './libvirt-vm.js'
+import { leasedAddress, type LibvirtVm } from './libvirt-vm.js'
+import { VmRegistry } from '../vm-registry.js'
 import { registerRun, sweepDeadRuns } from './run-tag.js'
-import { ensurePool, volumePath, type Pool } from './storage-pool.js'
+import { ensurePool, type Pool } from './storage-pool.js'
 import { PromiseCache } from '../../common/promise-cache.js'
 
 /** How long a clone's carrier stays down: long enough for the guest's carrier watch (tiny: every 0.2 s) to see it. */
@@ -32,7 +32,7 @@ const carrierDropMs = 600
  */
 export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
   readonly name = 'libvirt' as const
-  private readonly vms = new LibvirtVms()
+  private readonly vms = new VmRegistry<LibvirtVm>()
   private readonly hosts = new PromiseCache<string, { connection: LibvirtConnection; pool: Pool; events: DomainEvents }>()
 
   /** The host a spec's VM goes to: its libvirtUri, else VMHARNESS_LIBVIRT_URI (unless empty), else qemu:///system; one of several per vitest worker. */
@@ -183,12 +183,7 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
   }
 
   async restore(vm: VmHandle, name: string, options: RestoreOptions = {}): Promise<void> {
-    const record = this.vms.lookUp(vm)
-    if (!record.snapshots.has(name)) {
-      const known = [...record.snapshots.keys()].map((n) => `'${n}'`).join(', ') || 'none'
-      throw new SnapshotError(`no such snapshot in this VM (it has: ${known})`, name, { vm: vm.name })
-    }
-    await restoreLibvirtSnapshot(vm, record, name, options)
+    await restoreLibvirtSnapshot(vm, this.vms.lookUp(vm), name, options)
   }
 
   async listSnapshots(vm: VmHandle): Promise<SnapshotInfo[]> {
@@ -205,12 +200,7 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
     if (!record) return ''
     const path = record.definition.consoleLog
     if (!record.connection.jump) return consoleLogTail(path, lines)
-    const bytes = await record.connection.jump.readFrom(path, 0).catch(() => Buffer.alloc(0))
-    return cleanConsoleText(bytes.subarray(-64 * 1024).toString('utf8'))
-      .split('\n')
-      .filter((line) => line.trim())
-      .slice(-lines)
-      .join('\n')
+    return consoleTextTail(await record.connection.jump.readFrom(path, 0).catch(() => Buffer.alloc(0)), lines)
   }
 
   /** The domain XML a VM runs with, for reproducing it by hand. */
@@ -220,7 +210,7 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
 
   /** Where the VM's console log is on its host. */
   consoleLogPath(vm: VmHandle): string {
-    return volumePath(this.vms.lookUp(vm).pool, `${this.vms.lookUp(vm).definition.name}-console.log`)
+    return this.vms.lookUp(vm).definition.consoleLog
   }
 
   private async renewLease(record: LibvirtVm): Promise<void> {
