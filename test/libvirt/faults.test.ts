@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { beforeEach, describe, expect, it } from 'vitest'
 import { BootTimeoutError, HostError, HypervisorError } from '../../src/errors.js'
 import { LibvirtHypervisor } from '../../src/hypervisor/libvirt/libvirt-hypervisor.js'
@@ -120,8 +119,9 @@ describe('libvirt: bad input and faults get typed errors that say what to fix', 
     })
     const runPrefix = domain.split('-').slice(0, 2).join('-') + '-'
     expect(await libvirtObjectsNamed(runPrefix)).toEqual(expect.arrayContaining([`domain ${domain}`, `network ${domain}`]))
+    const ended = new Promise((resolve) => child.once('exit', resolve))
     child.kill('SIGKILL')
-    await sleep(500)
+    await ended
     const { sweepDeadRuns } = await import('../../src/hypervisor/libvirt/run-tag.js')
     const { connection, pool } = await libvirt.host(libvirt.target(resolveSpec(tiny)))
     const report = await sweepDeadRuns(connection, pool)
