@@ -43,7 +43,7 @@ async function pack(): Promise<string> {
 }
 
 describe('the packed package, installed the way a user installs it', () => {
-  it('a fresh project that installed the tarball runs a suite importing only vmharness and vmharness/vitest', async () => {
+  it('a fresh project that installed the tarball runs a suite importing only vmharness and vmharness/vitest (with its reporter)', async () => {
     const tarball = await pack()
     const project = join(scratch, 'project')
     await mkdir(project)
@@ -56,7 +56,7 @@ describe('the packed package, installed the way a user installs it', () => {
     for (const file of ['example.test.ts', 'vitest.config.js']) await copyFile(join(repo, 'test/packed', file), join(project, file))
 
     const reportFile = join(scratch, 'report.json')
-    const result = await execa(join(project, 'node_modules/.bin/vitest'), ['run', '--reporter', 'json', '--outputFile', reportFile], {
+    const result = await execa(join(project, 'node_modules/.bin/vitest'), ['run', '--reporter', 'json', '--outputFile', reportFile, '--reporter', 'vmharness/vitest/reporter'], {
       cwd: project,
       reject: false,
       all: true,
