@@ -18,14 +18,18 @@ const suiteKey = `suite-${randomBytes(6).toString('hex')}`
 
 /** Runs test/suites in a vitest of its own, the way a user's run would go. */
 async function runSuite(files: string, maxWorkers: number, env: Record<string, string> = {}) {
-  const reportFile = join(out, `report-${randomBytes(3).toString('hex')}.json`)
-  const result = await execa('npx', ['vitest', 'run', '--config', 'test/suites/vitest.config.ts', '--maxWorkers', String(maxWorkers), '--reporter', 'json', '--outputFile', reportFile], {
+  const run = randomBytes(3).toString('hex')
+  const reportFile = join(out, `report-${run}.json`)
+  const failureDir = join(out, `failures-${run}`)
+  const result = await execa('npx', ['vitest', 'run', '--config', 'test/suites/vitest.config.ts', '--maxWorkers', String(maxWorkers), '--reporter', 'json', '--outputFile', reportFile, '--reporter', 'vmharness/vitest/reporter'], {
     reject: false,
-    env: { SUITE_FILES: files, SUITE_OUT: out, SUITE_KEY: suiteKey, FORCE_COLOR: '0', ...env },
+    env: { SUITE_FILES: files, SUITE_OUT: out, SUITE_KEY: suiteKey, FORCE_COLOR: '0', VMHARNESS_FAILURE_DIR: failureDir, ...env },
     all: true,
   })
   const report = JSON.parse(await readFile(reportFile, 'utf8')) as JsonReport
-  return { result, report }
+  // What vmharness/vitest/reporter wrote: one file per failed test.
+  const failureFiles = await Promise.all((await readdir(failureDir).catch(() => [] as string[])).map((name) => readFile(join(failureDir, name), 'utf8')))
+  return { result, report, failureFiles }
 }
 
 beforeAll(async () => {
@@ -127,10 +131,14 @@ describe('vmTest fixtures in a real vitest run', () => {
   it('VMHARNESS_KEEP=on-failure leaves the failed VM running for vmharness ssh, and only that one', async () => {
     const runRoot = join(out, 'keep-runs')
     const env = { VMHARNESS_RUN_ROOT: runRoot }
-    const { result, report } = await runSuite('test/suites/failing.suite.ts', 1, { ...env, VMHARNESS_KEEP: 'on-failure' })
+    const { result, report, failureFiles } = await runSuite('test/suites/failing.suite.ts', 1, { ...env, VMHARNESS_KEEP: 'on-failure' })
     expect(report.numFailedTests).toBe(1)
     expect(result.all).toMatch(/vmharness: kept 'box' \([0-9a-f]+\) running for debugging: fails on purpose/)
     expect(result.all).toContain('npx vmharness ssh box')
+    // The notice is a test artifact too, so a merged report of shards still has it.
+    expect(failureFiles).toHaveLength(1)
+    expect(failureFiles[0]).toContain("vmharness: machine 'box' when the test failed")
+    expect(failureFiles[0]).toMatch(/vmharness: kept 'box' \([0-9a-f]+\) running for debugging: fails on purpose/)
     const cli = (...args: string[]) => execa('node', ['dist/src/cli/main.js', ...args], { env, reject: false })
     const listed = await cli('kept')
     expect(listed.stdout).toContain("kept 'box'")
