@@ -132,6 +132,12 @@ describe('domainXml', () => {
     expect(xml).toContain('<name>vmh-3f2a-web</name>')
     expect(xml).toContain('<uuid>0b7e2c52-2d5a-4f4e-9a45-3f1d2f6a2b10</uuid>')
   })
+
+  it('asks for no USB controller and no balloon (libvirt adds both by default)', () => {
+    const xml = domainXml(domain())
+    expect(linesWith(xml, '<controller')).toEqual(["    <controller type='usb' model='none'/>"])
+    expect(linesWith(xml, '<memballoon')).toEqual(["    <memballoon model='none'/>"])
+  })
 })
 
 describe('networkXml', () => {

@@ -58,6 +58,9 @@ export function domainXml(domain: DomainDefinition): string {
     // append: a revert or restore would otherwise empty the log.
     `    <serial type='file'><source path='${attribute(domain.consoleLog)}' append='on'/><target port='0'/></serial>`,
     "    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>",
+    // Without these, libvirt adds a USB controller and a balloon that no guest here uses, and
+    // that every boot initializes and every saved state carries.
+    "    <controller type='usb' model='none'/>",
     "    <memballoon model='none'/>",
     '  </devices>',
     '</domain>',
