@@ -11,7 +11,7 @@ commands:
   doctor [--install] [--tests]
                        what this host lacks to boot guests, the accelerator verdict and why,
                        whether libvirt's daemon answers (fails doctor only with VMHARNESS_BACKEND=libvirt);
-                       --install installs the missing Debian packages (as root);
+                       --install installs the missing Debian or Ubuntu packages (as root);
                        --tests also checks (and installs) what this project's own tests need
   packages [--tests]   the Debian packages vmharness needs, one line (for install scripts)
   ssh <name|id> [cmd]  a shell (or one command) in a VM kept by VMHARNESS_KEEP=on-failure

@@ -4,6 +4,7 @@ import { HostError } from '../errors.js'
 import { isStaticElf } from './elf.js'
 import { findBinary } from './find-binary.js'
 import { findGuestKernel } from './guest-kernel.js'
+import type { PackageFamily } from './host-distro.js'
 
 export type RequirementId =
   | 'qemu-system'
@@ -40,6 +41,8 @@ export interface Requirement {
   id: RequirementId
   what: string
   debianPackage: string
+  /** Where Ubuntu differs from Debian: its package's name there, or why none of its packages will do. */
+  ubuntu?: string | { none: string }
   neededFor: string
   /** Default 'run'. */
   group?: RequirementGroup
@@ -76,6 +79,11 @@ function overridable(id: RequirementId, locate: () => Promise<string | undefined
   }
 }
 
+// findGuestKernel takes only Debian's cloud kernel; Ubuntu's linux-image-kvm or -virtual were never tried with the tiny image.
+const ubuntuKernel =
+  "Ubuntu has no linux-image-cloud-amd64, and vmharness looks only for Debian's cloud kernel (/boot/vmlinuz-*-cloud-amd64); " +
+  "Ubuntu's kernels (linux-image-kvm, linux-image-virtual) are untested with it: set VMHARNESS_KERNEL=/path/to/vmlinuz to try one, or run in a Debian 12 container"
+
 export const requirements: Requirement[] = [
   { id: 'qemu-system', what: 'qemu-system-x86_64', debianPackage: 'qemu-system-x86', neededFor: 'running VMs', locate: overridable('qemu-system', () => findBinary('qemu-system-x86_64')) },
   { id: 'qemu-img', what: 'qemu-img', debianPackage: 'qemu-utils', neededFor: 'disk overlays and images', locate: () => findBinary('qemu-img') },
@@ -83,7 +91,7 @@ export const requirements: Requirement[] = [
   { id: 'setpriv', what: 'setpriv', debianPackage: 'util-linux', neededFor: 'VMs that die with their owner', locate: () => findBinary('setpriv') },
   { id: 'flock', what: 'flock', debianPackage: 'util-linux', neededFor: 'cache locks that workers and shards share', locate: () => findBinary('flock') },
   { id: 'vde-switch', what: 'vde_switch', debianPackage: 'vde2', neededFor: 'networks between machines', locate: () => findBinary('vde_switch') },
-  { id: 'guest-kernel', what: 'a guest kernel (/boot/vmlinuz-*-cloud-amd64)', debianPackage: 'linux-image-cloud-amd64', neededFor: 'the tiny image', locate: () => findGuestKernel() },
+  { id: 'guest-kernel', what: 'a guest kernel (/boot/vmlinuz-*-cloud-amd64)', debianPackage: 'linux-image-cloud-amd64', ubuntu: { none: ubuntuKernel }, neededFor: 'the tiny image', locate: () => findGuestKernel() },
   {
     id: 'busybox-static',
     what: 'a static busybox',
@@ -151,6 +159,12 @@ export interface RequirementCheck {
 /** Looks for every requirement of `groups` (default: what vmharness itself needs). */
 export async function checkRequirements(groups: readonly RequirementGroup[] = ['run']): Promise<RequirementCheck[]> {
   return Promise.all(requirements.filter((requirement) => inGroups(requirement, groups)).map(async (requirement) => ({ requirement, path: await requirement.locate() })))
+}
+
+/** The package that provides `requirement` on `family`, or why there is none. */
+export function packageOn(requirement: Requirement, family: PackageFamily): { name: string } | { none: string } {
+  if (family === 'ubuntu' && requirement.ubuntu !== undefined) return typeof requirement.ubuntu === 'string' ? { name: requirement.ubuntu } : requirement.ubuntu
+  return { name: requirement.debianPackage }
 }
 
 export function installCommand(packages: string[]): string {
