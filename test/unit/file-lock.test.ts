@@ -7,7 +7,9 @@ import { execa } from 'execa'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { acquireFileLock, withFileLock } from '../../src/host/file-lock.js'
 
-describe('withFileLock', () => {
+// Each contender starts a flock process: on a loaded 2-core host two dozen of them take longer
+// than vitest's default 5 s, which says nothing about the lock.
+describe('withFileLock', { timeout: 30_000 }, () => {
   let dir: string
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'vmharness-lock-'))
