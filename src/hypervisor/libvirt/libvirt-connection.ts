@@ -7,10 +7,13 @@ import { PromiseCache } from '../../common/promise-cache.js'
 import { HostJump } from './host-jump.js'
 import { LibvirtError } from './libvirt-error.js'
 import type { LibvirtTarget } from './libvirt-uri.js'
+import { ShellSlots } from './shell-slots.js'
 import { VirshShell } from './virsh-shell.js'
 
-/** Shells kept open per host: enough that a long save or upload does not hold up every other VM's commands. */
+/** Shells kept open per host; a quick command stuck behind long ones on all of them gets one more, up to the second count. */
 const shellsPerHost = 3
+const mostShellsPerHost = 5
+/** Commands given a longer time (saves, uploads, clones, reverts) are long: see ShellSlots. */
 const defaultTimeoutMs = 120_000
 /** How long a daemon that went away (a restart) is waited for before its commands fail. */
 const reconnectWindowMs = 30_000
@@ -18,7 +21,7 @@ const reconnectWindowMs = 30_000
 /** One libvirt host as this process uses it: a few virsh shells, and for a remote host the SSH jump to its guests. */
 export class LibvirtConnection {
   readonly jump: HostJump | undefined
-  private readonly shells: { shell: VirshShell; pending: number }[] = []
+  private readonly shells: ShellSlots<VirshShell>
 
   private constructor(
     readonly target: LibvirtTarget,
@@ -28,6 +31,7 @@ export class LibvirtConnection {
     readonly identity: string,
   ) {
     this.jump = target.remote ? new HostJump(target.remote) : undefined
+    this.shells = new ShellSlots(() => new VirshShell(virshPath, target.uri), (shell) => shell.alive, shellsPerHost, mostShellsPerHost)
   }
 
   get uri(): string {
@@ -72,17 +76,16 @@ export class LibvirtConnection {
   }
 
   private async runOnce(args: readonly string[], timeoutMs: number): Promise<string> {
-    const slot = this.freeShell()
+    const long = timeoutMs > defaultTimeoutMs
+    const slot = this.shells.pick(long)
     slot.pending++
+    if (long) slot.long++
     try {
       return await slot.shell.run(args, timeoutMs)
     } finally {
       slot.pending--
-      const index = this.shells.indexOf(slot)
-      if (!slot.shell.alive && index >= 0) {
-        this.shells.splice(index, 1)
-        slot.shell.close()
-      }
+      if (long) slot.long--
+      if (!slot.shell.alive && this.shells.remove(slot)) slot.shell.close()
     }
   }
 
@@ -95,19 +98,8 @@ export class LibvirtConnection {
   }
 
   close(): void {
-    for (const { shell } of this.shells.splice(0)) shell.close()
+    for (const { shell } of this.shells.slots.splice(0)) shell.close()
     this.jump?.close()
-  }
-
-  private freeShell(): { shell: VirshShell; pending: number } {
-    const idle = this.shells.find((slot) => slot.pending === 0 && slot.shell.alive)
-    if (idle) return idle
-    if (this.shells.length < shellsPerHost) {
-      const slot = { shell: new VirshShell(this.virshPath, this.uri), pending: 0 }
-      this.shells.push(slot)
-      return slot
-    }
-    return this.shells.reduce((least, slot) => (slot.pending < least.pending ? slot : least))
   }
 }
 
