@@ -99,6 +99,7 @@ async function buildOrReuseDebian(options: DebianImageOptions & { packages: stri
       return buildDebian(work, { recipeDir, packages, sources, key, progress, signal: options.signal })
     },
     options.signal,
+    options.onProgress,
   )
   return {
     name: 'debian',

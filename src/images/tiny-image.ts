@@ -65,6 +65,7 @@ async function buildOrReuseTiny(options: { kernel?: string; signal?: AbortSignal
       return buildTiny(work, inputs, recipeDir, key)
     },
     options.signal,
+    options.onProgress,
   )
   return {
     name: 'tiny',
