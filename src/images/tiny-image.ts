@@ -80,6 +80,12 @@ async function buildOrReuseTiny(options: { kernel?: string; signal?: AbortSignal
   }
 }
 
+/** The tiny image's cache key for a kernel (the host's by default), from its inputs alone: nothing is built. */
+export async function tinyImageKey(kernel?: string): Promise<string> {
+  const recipeDir = join(packageRoot(), 'images', 'tiny')
+  return inputKey(await locateInputs(kernel, recipeDir), recipeDir)
+}
+
 async function locateInputs(kernelOverride: string | undefined, recipeDir: string): Promise<TinyInputs> {
   const kernel = kernelOverride ?? (await locateRequired('guest-kernel'))
   if (!existsSync(kernel)) throw new ImageError(`kernel ${kernel} does not exist`, 'tiny')
