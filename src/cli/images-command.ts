@@ -6,7 +6,7 @@ import { progressReporter } from '../machine/progress.js'
 
 const usage = `usage: vmharness images [list]
        vmharness images build tiny|debian [--package NAME]...
-       vmharness images prune [--older-than DAYS | --all]
+       vmharness images prune [--older-than DAYS | --all] [--max-size SIZE]
 `
 
 /** `vmharness images`: what the cache holds (images and golden snapshots, with sizes), builds, pruning. */
@@ -48,14 +48,35 @@ async function build(args: string[], write: (text: string) => void): Promise<num
 }
 
 async function prune(args: string[], write: (text: string) => void): Promise<number> {
-  let olderThan: Date | undefined = new Date(Date.now() - 14 * 86_400_000)
-  if (args[0] === '--all' && args.length === 1) olderThan = undefined
-  else if (args[0] === '--older-than' && args.length === 2 && /^\d+(\.\d+)?$/.test(args[1] ?? '')) olderThan = new Date(Date.now() - Number(args[1]) * 86_400_000)
-  else if (args.length > 0) return (write(usage), 2)
-  const removed = await pruneCache(olderThan)
+  let olderThan: Date | undefined | null = new Date(Date.now() - 14 * 86_400_000)
+  let byAge = false
+  let maxBytes: number | undefined
+  for (let i = 0; i < args.length; i++) {
+    const [option, value] = [args[i], args[i + 1]]
+    if (option === '--all' && !byAge) (olderThan = undefined), (byAge = true)
+    else if (option === '--older-than' && !byAge && /^\d+(\.\d+)?$/.test(value ?? '')) (olderThan = new Date(Date.now() - Number(value) * 86_400_000)), (byAge = true), i++
+    else if (option === '--max-size' && maxBytes === undefined && parseSize(value) !== undefined) (maxBytes = parseSize(value)), i++
+    else return (write(usage), 2)
+  }
+  // --max-size alone limits the size only; with --older-than or --all, both apply.
+  if (maxBytes !== undefined && !byAge) olderThan = null
+  const removed = await pruneCache(olderThan, { maxBytes })
   for (const entry of removed) write(`removed ${entry.kind} ${entry.key} (${formatBytes(entry.bytes)})\n`)
-  write(`freed ${formatBytes(removed.reduce((sum, entry) => sum + entry.bytes, 0))}${olderThan ? ` (entries unused since ${olderThan.toISOString().slice(0, 10)})` : ''}\n`)
+  const reasons = [olderThan ? `entries unused since ${olderThan.toISOString().slice(0, 10)}` : '', maxBytes !== undefined ? `least recently used first, down to ${formatBytes(maxBytes)}` : ''].filter(Boolean)
+  write(`freed ${formatBytes(removed.reduce((sum, entry) => sum + entry.bytes, 0))}${reasons.length > 0 ? ` (${reasons.join('; ')})` : ''}\n`)
+  if (maxBytes !== undefined) {
+    const left = (await listCacheEntries()).reduce((sum, entry) => sum + entry.bytes, 0)
+    if (left > maxBytes) write(`the cache still holds ${formatBytes(left)}: the rest is in use by a running VM or being built\n`)
+  }
   return 0
+}
+
+/** `20G`, `512M`, `1.5GiB`, `800K` or a number of bytes (binary units: G is GiB). */
+export function parseSize(text: string | undefined): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(text ?? '')
+  if (!match) return undefined
+  const power = ['', 'K', 'M', 'G', 'T'].indexOf((match[2] ?? '').toUpperCase())
+  return Math.floor(Number(match[1]) * 1024 ** power)
 }
 
 export function formatBytes(bytes: number): string {

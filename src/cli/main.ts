@@ -2,6 +2,7 @@
 import { isVmHarnessError } from '../errors.js'
 import { allPackages } from '../host/requirements.js'
 import { doctor } from './doctor.js'
+import { cacheCommand } from './cache-command.js'
 import { imagesCommand } from './images-command.js'
 import { keptCommand, sshIntoKept } from './kept-commands.js'
 
@@ -15,8 +16,11 @@ commands:
                        --tests also checks (and installs) what this project's own tests need
   packages [--tests]   the Debian packages vmharness needs, one line (for install scripts)
   ssh <name|id> [cmd]  a shell (or one command) in a VM kept by VMHARNESS_KEEP=on-failure
-  images [list | build tiny|debian [--package P]... | prune [--older-than DAYS | --all]]
+  images [list | build tiny|debian [--package P]... | prune [--older-than DAYS | --all] [--max-size SIZE]]
                        the image and golden-snapshot cache with sizes; build an image; prune
+  cache key [--config VITEST_CONFIG] [--explain] MODULE...
+                       a key for a CI cache step: changes when an image recipe or a golden
+                       snapshot input of the machines the modules declare changes
   kept [--stop <name|id> | --stop-all]
                        the VMs kept for debugging, and how to reach them; or stop them
 `
@@ -36,6 +40,8 @@ async function main(argv: string[]): Promise<number> {
       return sshIntoKept(rest)
     case 'images':
       return imagesCommand(rest, (text) => process.stdout.write(text))
+    case 'cache':
+      return cacheCommand(rest, (text) => process.stdout.write(text))
     case 'kept':
       return keptCommand(rest, (text) => process.stdout.write(text))
     case 'packages': {

@@ -1,5 +1,5 @@
-import { lstat, readdir, readFile, rm, utimes } from 'node:fs/promises'
-import { join } from 'node:path'
+import { lstat, readdir, readFile, readlink, realpath, rm, utimes } from 'node:fs/promises'
+import { join, sep } from 'node:path'
 import { cacheRoot } from './cache-dir.js'
 import { withFileLock } from './file-lock.js'
 
@@ -41,22 +41,81 @@ export async function listCacheEntries(): Promise<CacheEntry[]> {
 }
 
 /**
- * Removes entries not used since `olderThan` (all of them when it is undefined), and half-built
- * ones more than an hour old. Each removal holds the entry's build lock, so it never races a
- * build of the same key.
+ * Removes entries not used since `olderThan` (all of them when it is undefined, none by age when
+ * it is null), and half-built ones more than an hour old. Then, while the cache holds more than
+ * `maxBytes`, the least recently used of the rest, skipping any that a process has a file open
+ * in (a running VM's disk chain). Each removal holds the entry's build lock, so it never races a
+ * build of the same key. Memoised file digests (`file-digests/`) older than `olderThan` go too:
+ * one removed is only computed again.
  */
-export async function pruneCache(olderThan: Date | undefined): Promise<CacheEntry[]> {
+export async function pruneCache(olderThan: Date | undefined | null, options: { maxBytes?: number } = {}): Promise<CacheEntry[]> {
   const removed: CacheEntry[] = []
+  const kept: CacheEntry[] = []
   const abandoned = Date.now() - 3_600_000
   for (const entry of await listCacheEntries()) {
-    const stale = olderThan === undefined || entry.lastUsed < olderThan || (!entry.complete && entry.lastUsed.getTime() < abandoned)
-    if (!stale) continue
-    const lockName = entry.key.startsWith('.tmp-') ? undefined : `${entry.key}.lock`
-    const remove = () => rm(entry.dir, { recursive: true, force: true })
-    await (lockName ? withFileLock(join(cacheRoot(), entry.kind, lockName), remove) : remove())
+    const stale = olderThan === undefined || (olderThan !== null && entry.lastUsed < olderThan) || (!entry.complete && entry.lastUsed.getTime() < abandoned)
+    if (stale) {
+      await removeEntry(entry)
+      removed.push(entry)
+    } else kept.push(entry)
+  }
+  if (olderThan !== null) await pruneFileDigests(olderThan)
+  const { maxBytes } = options
+  if (maxBytes === undefined) return removed
+  let total = kept.reduce((sum, entry) => sum + entry.bytes, 0)
+  if (total <= maxBytes) return removed
+  const open = await filesOpenByAnyProcess()
+  for (const entry of [...kept].sort((a, b) => a.lastUsed.getTime() - b.lastUsed.getTime())) {
+    if (total <= maxBytes) break
+    if (!entry.complete || (await isInUse(entry, open))) continue
+    const removedNow = await removeEntry(entry, entry.lastUsed)
+    if (!removedNow) continue
+    total -= entry.bytes
     removed.push(entry)
   }
   return removed
+}
+
+/** Removes an entry under its build lock; with `unusedSince`, only if no run has used it since (it may have while we waited). */
+async function removeEntry(entry: CacheEntry, unusedSince?: Date): Promise<boolean> {
+  const remove = async () => {
+    if (unusedSince) {
+      const marker = await lstat(join(entry.dir, completeMarkers[entry.kind])).catch(() => undefined)
+      if (marker && marker.mtime > unusedSince) return false
+    }
+    await rm(entry.dir, { recursive: true, force: true })
+    return true
+  }
+  if (entry.key.startsWith('.tmp-')) return remove()
+  return withFileLock(join(cacheRoot(), entry.kind, `${entry.key}.lock`), remove)
+}
+
+async function pruneFileDigests(olderThan: Date | undefined): Promise<void> {
+  const dir = join(cacheRoot(), 'file-digests')
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const info = await lstat(join(dir, name)).catch(() => undefined)
+    if (info && (olderThan === undefined || info.mtime < olderThan)) await rm(join(dir, name), { force: true })
+  }
+}
+
+/** Every path some process has open that this user may see (other users' processes are hidden from non-root). */
+export async function filesOpenByAnyProcess(): Promise<Set<string>> {
+  const open = new Set<string>()
+  for (const pid of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue
+    for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [] as string[])) {
+      const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => undefined)
+      if (target?.startsWith('/')) open.add(target)
+    }
+  }
+  return open
+}
+
+async function isInUse(entry: CacheEntry, open: Set<string>): Promise<boolean> {
+  // /proc names files by their real path.
+  const prefix = (await realpath(entry.dir).catch(() => entry.dir)) + sep
+  for (const path of open) if (path.startsWith(prefix)) return true
+  return false
 }
 
 async function diskUsage(path: string): Promise<number> {

@@ -84,12 +84,21 @@ export function checkPackages(packages: unknown): string[] {
   return [...new Set(packages as string[])].sort()
 }
 
-async function buildOrReuseDebian(options: DebianImageOptions & { packages: string[] }): Promise<BootableImage> {
+/** The Debian image's cache key for a package list, from its recipe, packages and apt sources alone: nothing is built. */
+export async function debianImageKey(options: Pick<DebianImageOptions, 'packages' | 'mirror'> = {}): Promise<string> {
+  return (await debianInputs({ ...options, packages: checkPackages(options.packages ?? []) })).key
+}
+
+async function debianInputs(options: Pick<DebianImageOptions, 'mirror'> & { packages: string[] }) {
   const recipeDir = join(packageRoot(), 'images', 'debian')
   const basePackages = await recipeList(recipeDir, 'packages')
   const packages = [...new Set([...basePackages, ...options.packages])]
   const sources = await debianSources(suite, options.mirror)
-  const key = await recipeKey(recipeDir, packages, sources)
+  return { recipeDir, packages, sources, key: await recipeKey(recipeDir, packages, sources) }
+}
+
+async function buildOrReuseDebian(options: DebianImageOptions & { packages: string[] }): Promise<BootableImage> {
+  const { recipeDir, packages, sources, key } = await debianInputs(options)
   const { dir, manifest } = await cachedBuild<DebianManifest>(
     'images',
     `debian-${key}`,
@@ -99,6 +108,7 @@ async function buildOrReuseDebian(options: DebianImageOptions & { packages: stri
       return buildDebian(work, { recipeDir, packages, sources, key, progress, signal: options.signal })
     },
     options.signal,
+    options.onProgress,
   )
   return {
     name: 'debian',

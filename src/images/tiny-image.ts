@@ -65,6 +65,7 @@ async function buildOrReuseTiny(options: { kernel?: string; signal?: AbortSignal
       return buildTiny(work, inputs, recipeDir, key)
     },
     options.signal,
+    options.onProgress,
   )
   return {
     name: 'tiny',
@@ -77,6 +78,12 @@ async function buildOrReuseTiny(options: { kernel?: string; signal?: AbortSignal
     failureMarker: tinyFailureMarker,
     sshUser: 'root',
   }
+}
+
+/** The tiny image's cache key for a kernel (the host's by default), from its inputs alone: nothing is built. */
+export async function tinyImageKey(kernel?: string): Promise<string> {
+  const recipeDir = join(packageRoot(), 'images', 'tiny')
+  return inputKey(await locateInputs(kernel, recipeDir), recipeDir)
 }
 
 async function locateInputs(kernelOverride: string | undefined, recipeDir: string): Promise<TinyInputs> {

@@ -31,13 +31,11 @@ function entryDir(root: string, key: string): string {
 
 export async function findGolden(key: string): Promise<GoldenEntry | undefined> {
   const dir = entryDir(await cacheSubdir('golden'), key)
-  try {
-    await readFile(join(dir, doneMarker), 'utf8')
-    await markUsed(dir, 'golden')
-    return { key, snapshotDir: join(dir, 'snapshot') }
-  } catch {
-    return undefined
-  }
+  const record = await readFile(join(dir, doneMarker), 'utf8').then((text) => JSON.parse(text) as Partial<GoldenRecord>).catch(() => undefined)
+  // A marker of another key (an entry copied or renamed by hand) says nothing about this one.
+  if (record?.key !== key) return undefined
+  await markUsed(dir, 'golden')
+  return { key, snapshotDir: join(dir, 'snapshot') }
 }
 
 /**

@@ -1,10 +1,11 @@
-import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises'
+import { mkdir, open, readdir, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { execa } from 'execa'
 import { describe, expect, it } from 'vitest'
 import { cachedBuild } from '../../src/images/cached-build.js'
 import { listCacheEntries, pruneCache } from '../../src/host/cache-entries.js'
+import { imagesCommand, parseSize } from '../../src/cli/images-command.js'
 import { progressReporter } from '../../src/machine/progress.js'
 import { ensureGolden } from '../../src/snapshots/golden-store.js'
 import { useTemporaryCache } from '../helpers/temporary-cache.js'
@@ -44,6 +45,56 @@ describe('the cache listing and pruning behind `vmharness images`', () => {
     await cachedBuild('images', 'kept-until-all', async () => ({}))
     expect((await pruneCache(undefined)).map((entry) => entry.key)).toEqual(['kept-until-all'])
     expect(await listCacheEntries()).toEqual([])
+  })
+})
+
+describe('pruning the cache down to a size', () => {
+  const cache = useTemporaryCache('test')
+  const MiB = 1024 * 1024
+
+  /** An image entry of `mib` MiB (real blocks, not a sparse file) last used `daysAgo` days ago. */
+  async function entry(key: string, mib: number, daysAgo: number): Promise<void> {
+    await cachedBuild('images', key, async (dir) => (await writeFile(join(dir, 'disk'), Buffer.alloc(mib * MiB, 1)), {}))
+    const when = new Date(Date.now() - daysAgo * 86_400_000)
+    await utimes(join(cache(), 'images', key, 'manifest.json'), when, when)
+  }
+
+  it('removes the least recently used first, only until the cache fits, whatever their age', async () => {
+    await entry('oldest', 2, 3)
+    await entry('older', 2, 2)
+    await entry('newest', 2, 0)
+    const removed = await pruneCache(null, { maxBytes: 3 * MiB })
+    expect(removed.map((each) => each.key)).toEqual(['oldest', 'older'])
+    expect(await readdir(join(cache(), 'images'))).toEqual(['newest'])
+    expect(await pruneCache(null, { maxBytes: 3 * MiB })).toEqual([])
+  })
+
+  it('never removes an entry a process has a file open in (a running VM on its disk), and takes the next instead', async () => {
+    await entry('in-use', 2, 5)
+    await entry('idle', 2, 1)
+    await entry('recent', 2, 0)
+    const held = await open(join(cache(), 'images', 'in-use', 'disk'), 'r')
+    try {
+      const removed = await pruneCache(null, { maxBytes: 5 * MiB })
+      expect(removed.map((each) => each.key)).toEqual(['idle'])
+      expect((await readdir(join(cache(), 'images'))).sort()).toEqual(['in-use', 'recent'])
+    } finally {
+      await held.close()
+    }
+  })
+
+  it('vmharness images prune --max-size takes sizes with units, and with --older-than applies both', async () => {
+    expect([parseSize('20G'), parseSize('512M'), parseSize('1.5GiB'), parseSize('800k'), parseSize('4096'), parseSize('20X'), parseSize(undefined)]).toEqual([
+      20 * 1024 ** 3, 512 * MiB, 1.5 * 1024 ** 3, 800 * 1024, 4096, undefined, undefined,
+    ])
+    await entry('month-old', 1, 30)
+    await entry('week-old', 2, 7)
+    await entry('today', 2, 0)
+    let out = ''
+    expect(await imagesCommand(['prune', '--max-size', '3M', '--older-than', '14'], (text) => (out += text))).toBe(0)
+    expect(out).toMatch(/^removed images month-old .*\nremoved images week-old .*\nfreed .* \(entries unused since \d{4}-\d\d-\d\d; least recently used first, down to 3\.0 MiB\)\n$/)
+    expect(await readdir(join(cache(), 'images'))).toEqual(['today'])
+    expect(await imagesCommand(['prune', '--max-size', 'lots'], () => undefined)).toBe(2)
   })
 })
 

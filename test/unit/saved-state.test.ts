@@ -1,12 +1,19 @@
-import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { execa } from 'execa'
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { HostError, SnapshotError, SnapshotMismatchError } from '../../src/errors.js'
-import { assertLaunchFits, launchDifferences, readSavedState, writeSavedStateMeta, type SavedLaunch } from '../../src/hypervisor/qemu/saved-state.js'
+import { assertLaunchFits, launchDifferences, qcow2BackingFile, readSavedState, recordedPath, writeSavedStateMeta, type SavedLaunch } from '../../src/hypervisor/qemu/saved-state.js'
 import { skipBecause } from '../helpers/skip.js'
 
-const launch: SavedLaunch = { accel: 'tcg', machine: 'microvm', memoryMiB: 256, cpus: 1, kernel: '/k', initrd: '/i', kernelArgs: ['console=ttyS0'] }
+// The kernel and initrd a saved state boots with must exist when it is read.
+const bootFiles = mkdtempSync(join(tmpdir(), 'vmharness-boot-'))
+writeFileSync(join(bootFiles, 'k'), 'kernel')
+writeFileSync(join(bootFiles, 'i'), 'initrd')
+afterAll(() => rm(bootFiles, { recursive: true, force: true }))
+const launch: SavedLaunch = { accel: 'tcg', machine: 'microvm', memoryMiB: 256, cpus: 1, kernel: join(bootFiles, 'k'), initrd: join(bootFiles, 'i'), kernelArgs: ['console=ttyS0'] }
 let dir: string
 
 beforeEach(async () => {
@@ -19,6 +26,7 @@ afterEach(async () => {
 async function save(): Promise<void> {
   await writeFile(join(dir, 'state.bin'), Buffer.alloc(4096, 1))
   await writeFile(join(dir, 'disk.qcow2'), Buffer.alloc(1024, 2))
+  await writeFile(join(dir, 'seed.iso'), 'seed')
   await writeSavedStateMeta(dir, { name: 'golden', launch, hasSeed: true, ssh: { user: 'root', hostKey: 'ssh-ed25519 AAAA' }, readyMarker: undefined, failureMarker: undefined, createdAt: 'now' }, 'PRIVATE KEY')
 }
 
@@ -85,5 +93,72 @@ describe('saved states on disk', () => {
       'seed disk: saved with true, asked for false',
     ])
     expect(() => assertLaunchFits(meta, { ...launch, accel: 'kvm' }, true)).toThrow(SnapshotMismatchError)
+  })
+
+  it('refuses a state whose kernel, initrd or seed is gone (a cache restored in part), as a damaged snapshot', async () => {
+    await save()
+    await rm(join(dir, 'seed.iso'))
+    await expect(readSavedState(dir)).rejects.toThrow(/its seed .*seed.iso is missing/)
+    await writeFile(join(dir, 'seed.iso'), 'seed')
+    await rm(join(bootFiles, 'i'))
+    const error = await readSavedState(dir).catch((caught: unknown) => caught)
+    writeFileSync(join(bootFiles, 'i'), 'initrd')
+    expect(error).toBeInstanceOf(SnapshotError)
+    expect((error as Error).message).toMatch(/its initrd .*\/i is missing/)
+  })
+})
+
+describe('saved states in a cache that moves', () => {
+  let cache: string
+  beforeEach(async () => {
+    cache = await mkdtemp(join(tmpdir(), 'vmharness-moving-'))
+  })
+  afterEach(async () => {
+    await rm(cache, { recursive: true, force: true })
+  })
+
+  it('records paths into the cache relative to a snapshot that lies in it, and every other path as it is', () => {
+    const snapshot = join(cache, 'golden', 'k', 'snapshot')
+    expect(recordedPath(snapshot, join(cache, 'images', 'tiny-1', 'vmlinuz'), cache)).toBe('../../../images/tiny-1/vmlinuz')
+    expect(recordedPath(snapshot, '/usr/share/my-image.qcow2', cache)).toBe('/usr/share/my-image.qcow2')
+    expect(recordedPath('/tmp/elsewhere', join(cache, 'images', 'tiny-1', 'vmlinuz'), cache)).toBe(join(cache, 'images', 'tiny-1', 'vmlinuz'))
+    expect(recordedPath(join(`${cache}-sibling`, 'x'), join(`${cache}-sibling`, 'y'), cache)).toBe(join(`${cache}-sibling`, 'y'))
+  })
+
+  it('finds the kernel, initrd and base disk of a golden snapshot after the whole cache is copied elsewhere and the original removed', async () => {
+    const previous = process.env.VMHARNESS_CACHE
+    process.env.VMHARNESS_CACHE = join(cache, 'a')
+    try {
+      const image = join(cache, 'a', 'images', 'tiny-1')
+      const snapshot = join(cache, 'a', 'golden', 'k', 'snapshot')
+      await mkdir(image, { recursive: true })
+      await mkdir(snapshot, { recursive: true })
+      await writeFile(join(image, 'vmlinuz'), 'kernel')
+      await writeFile(join(image, 'initrd.img'), 'initrd')
+      await execa('qemu-img', ['create', '-q', '-f', 'qcow2', join(image, 'disk.qcow2'), '16M'])
+      await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', join(image, 'disk.qcow2'), '-F', 'qcow2', join(snapshot, 'disk.qcow2')])
+      // What saveExternalSnapshot does with the frozen disk's backing file:
+      await execa('qemu-img', ['rebase', '-u', '-F', 'qcow2', '-b', recordedPath(snapshot, join(image, 'disk.qcow2')), join(snapshot, 'disk.qcow2')])
+      await writeFile(join(snapshot, 'state.bin'), Buffer.alloc(4096, 1))
+      await writeFile(join(snapshot, 'seed.iso'), 'seed')
+      await writeSavedStateMeta(snapshot, { name: 'golden', launch: { ...launch, kernel: join(image, 'vmlinuz'), initrd: join(image, 'initrd.img') }, hasSeed: true, ssh: { user: 'root', hostKey: 'k' }, readyMarker: undefined, failureMarker: undefined, createdAt: 'now' }, 'KEY')
+      expect(JSON.parse(await readFile(join(snapshot, 'snapshot.json'), 'utf8')).launch).toMatchObject({ kernel: '../../../images/tiny-1/vmlinuz', initrd: '../../../images/tiny-1/initrd.img' })
+      expect(await qcow2BackingFile(join(snapshot, 'disk.qcow2'))).toBe('../../../images/tiny-1/disk.qcow2')
+
+      await execa('cp', ['-a', join(cache, 'a'), join(cache, 'b')])
+      await rm(join(cache, 'a'), { recursive: true, force: true })
+      const moved = await readSavedState(join(cache, 'b', 'golden', 'k', 'snapshot'))
+      expect(moved.meta.launch.kernel).toBe(join(cache, 'b', 'images', 'tiny-1', 'vmlinuz'))
+      expect(moved.meta.launch.initrd).toBe(join(cache, 'b', 'images', 'tiny-1', 'initrd.img'))
+      const chain = await execa('qemu-img', ['info', '--backing-chain', '--output=json', join(cache, 'b', 'golden', 'k', 'snapshot', 'disk.qcow2')])
+      expect((JSON.parse(chain.stdout) as { filename: string }[]).map((layer) => layer.filename)).toHaveLength(2)
+
+      // Half restored: the image's disk did not come back.
+      await rm(join(cache, 'b', 'images', 'tiny-1', 'disk.qcow2'))
+      await expect(readSavedState(join(cache, 'b', 'golden', 'k', 'snapshot'))).rejects.toThrow(/its base disk .*images\/tiny-1\/disk.qcow2 is missing/)
+    } finally {
+      if (previous === undefined) delete process.env.VMHARNESS_CACHE
+      else process.env.VMHARNESS_CACHE = previous
+    }
   })
 })

@@ -8,7 +8,7 @@ import { migrateToFile } from './migration-file.js'
 import type { QemuVm } from './qemu-vm.js'
 import type { QmpClient } from './qmp-client.js'
 import { runJob } from './qmp-jobs.js'
-import { savedStateFiles, writeSavedStateMeta } from './saved-state.js'
+import { recordedPath, savedStateFiles, writeSavedStateMeta } from './saved-state.js'
 
 const snapshotTimeoutMs = 120_000
 
@@ -79,7 +79,7 @@ export async function saveExternalSnapshot(
     const frozenCopy = join(dir, savedStateFiles.disk)
     await copyFile(frozen, frozenCopy, constants.COPYFILE_FICLONE)
     // The frozen layer may lie on an earlier layer inside the VM directory, which goes away; point it at that layer's kept copy.
-    await execa(qemuImg, ['rebase', '-u', '-F', 'qcow2', '-b', record.diskBacking, frozenCopy], { stdin: 'ignore' })
+    await execa(qemuImg, ['rebase', '-u', '-F', 'qcow2', '-b', recordedPath(dir, record.diskBacking), frozenCopy], { stdin: 'ignore' })
     record.diskBacking = frozenCopy
     await migrateToFile(qmp, join(record.dir, 'migrate.sock'), join(dir, savedStateFiles.state), snapshotTimeoutMs)
     if (record.launch.seedIso) await copyFile(record.launch.seedIso, join(dir, savedStateFiles.seed))

@@ -1,14 +1,20 @@
-import { readFile, stat, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { open, readFile, stat, writeFile } from 'node:fs/promises'
+import { isAbsolute, join, relative, resolve } from 'node:path'
 import { PromiseCache } from '../../common/promise-cache.js'
 import { SnapshotError, SnapshotMismatchError } from '../../errors.js'
 import { fileSha256 } from '../../common/content-hash.js'
+import { cacheRoot } from '../../host/cache-dir.js'
 import { assertPrivateFile } from '../../host/private-file.js'
 import { buildQemuArgv, type QemuLaunch } from './qemu-argv.js'
 
 /**
  * An external snapshot on disk, one directory:
  *   disk.qcow2     the frozen disk (its backing file is the image's base)
+ *
+ * Paths to files in the vmharness cache (the kernel, initrd and base disk of a cached image) are
+ * recorded relative to the snapshot's directory when the snapshot lies in the cache too (a
+ * golden snapshot), so that a cache moved as a whole, as a CI cache restored at another path,
+ * still finds them. Every other path is recorded as it is.
  *   state.bin      RAM and device state, as QEMU's migration stream
  *   seed.iso       the NoCloud seed the guest booted with (same devices on restore)
  *   client_key     the SSH key the guest authorises (0600): clones are reached with it
@@ -61,15 +67,31 @@ export function deviceFingerprint(launch: SavedLaunch, hasSeed: boolean): string
   })
 }
 
+/** How a snapshot in `dir` records `target`: relative to `dir` when both lie in the cache, else as it is. */
+export function recordedPath(dir: string, target: string, root: string = cacheRoot()): string {
+  const inside = (path: string) => {
+    const fromRoot = relative(resolve(root), resolve(path))
+    return fromRoot !== '' && !fromRoot.startsWith('..') && !isAbsolute(fromRoot)
+  }
+  return inside(dir) && inside(target) ? relative(resolve(dir), resolve(target)) : target
+}
+
+/** The path a snapshot in `dir` means by `recorded` (see recordedPath). */
+export function recordedTarget(dir: string, recorded: string): string {
+  return isAbsolute(recorded) ? recorded : resolve(dir, recorded)
+}
+
 export async function writeSavedStateMeta(
   dir: string,
   meta: Omit<SavedStateMeta, 'format' | 'stateBytes' | 'diskBytes' | 'stateSha256' | 'diskSha256' | 'devices'>,
   clientKey: string,
 ): Promise<SavedStateMeta> {
   await writeFile(join(dir, savedStateFiles.clientKey), clientKey, { mode: 0o600 })
+  const { kernel, initrd } = meta.launch
   const full: SavedStateMeta = {
     format: formatVersion,
     ...meta,
+    launch: { ...meta.launch, kernel: kernel && recordedPath(dir, kernel), initrd: initrd && recordedPath(dir, initrd) },
     devices: deviceFingerprint(meta.launch, meta.hasSeed),
     stateBytes: (await stat(join(dir, savedStateFiles.state))).size,
     diskBytes: (await stat(join(dir, savedStateFiles.disk))).size,
@@ -100,11 +122,53 @@ export async function readSavedState(dir: string): Promise<SavedState> {
     }
   }
   await verifyContents(dir, meta)
+  meta.launch.kernel = meta.launch.kernel && recordedTarget(dir, meta.launch.kernel)
+  meta.launch.initrd = meta.launch.initrd && recordedTarget(dir, meta.launch.initrd)
+  await assertReferencesExist(dir, meta)
   const keyPath = join(dir, savedStateFiles.clientKey)
   await assertPrivateFile(keyPath, 'the saved client key', `remove ${dir} and save the snapshot again`)
   const clientKey = await readFile(keyPath, 'utf8').catch(() => '')
   if (!clientKey) throw new SnapshotError(`${dir} lacks its client key: save it again`, meta.name)
   return { dir, meta, clientKey }
+}
+
+/**
+ * A saved state needs files outside its directory (the kernel, the initrd, the disk its frozen
+ * disk lies on) and its seed: one that is gone (a half-restored or pruned cache, a moved image)
+ * makes QEMU fail at start, so it is refused here as a damaged snapshot instead.
+ */
+async function assertReferencesExist(dir: string, meta: SavedStateMeta): Promise<void> {
+  const backing = await qcow2BackingFile(join(dir, savedStateFiles.disk))
+  const needed: [string, string | undefined][] = [
+    ['kernel', meta.launch.kernel],
+    ['initrd', meta.launch.initrd],
+    ['base disk', backing && recordedTarget(dir, backing)],
+    ['seed', meta.hasSeed ? join(dir, savedStateFiles.seed) : undefined],
+  ]
+  for (const [what, path] of needed) {
+    if (path && !(await stat(path).catch(() => undefined))?.isFile()) {
+      throw new SnapshotError(`its ${what} ${path} is missing (a cache restored in part, or an image removed since): save it again`, meta.name)
+    }
+  }
+}
+
+/** The backing file name a qcow2 image's header records (undefined for none, or a file that is not qcow2). */
+export async function qcow2BackingFile(path: string): Promise<string | undefined> {
+  const file = await open(path, 'r').catch(() => undefined)
+  if (!file) return undefined
+  try {
+    const header = Buffer.alloc(20)
+    await file.read(header, 0, 20, 0)
+    if (header.readUInt32BE(0) !== 0x514649fb) return undefined
+    const offset = Number(header.readBigUInt64BE(8))
+    const length = header.readUInt32BE(16)
+    if (offset === 0 || length === 0 || length > 4096) return undefined
+    const name = Buffer.alloc(length)
+    await file.read(name, 0, length, offset)
+    return name.toString('utf8')
+  } finally {
+    await file.close()
+  }
 }
 
 const verified = new PromiseCache<string, void>()
