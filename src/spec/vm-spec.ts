@@ -109,7 +109,11 @@ export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env):
   if (firmwareBoot && machine === 'microvm') {
     throw new SpecError("'microvm' boots only a kernel given to it: add image.kernel (and initrd), or use machine: 'pc' to boot the disk's own bootloader", 'machine')
   }
-  const backend = checkChoice(spec.backend ?? (env.VMHARNESS_BACKEND as BackendName | undefined) ?? 'auto', spec.backend ? 'backend' : 'backend (from VMHARNESS_BACKEND)', [...backendNames, 'auto'])
+  const backend = checkChoice(spec.backend ?? saved?.backend ?? (env.VMHARNESS_BACKEND as BackendName | undefined) ?? 'auto', spec.backend ? 'backend' : 'backend (from VMHARNESS_BACKEND)', [...backendNames, 'auto'])
+  // A saved state is loaded by the backend that wrote it, and a libvirt one on its own host.
+  if (saved?.backend && backend !== saved.backend && backend !== 'auto') {
+    throw new SpecError(`the snapshot in ${spec.restoreFrom} was saved by the ${saved.backend} backend, so only that backend can start a clone of it: leave backend out, or set it to '${saved.backend}'`, 'backend')
+  }
   const name = spec.name ?? (typeof image === 'string' ? image : 'name' in image ? image.name : 'vm')
   if (typeof name !== 'string' || name.length === 0 || name.length > 128 || name.includes('\0')) {
     throw new SpecError('must be a non-empty string of at most 128 characters', 'name')
@@ -132,7 +136,7 @@ export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env):
     restoreFrom: spec.restoreFrom,
     networks: checkAttachments(spec.networks),
     outsideAccess: checkBoolean(spec.outsideAccess ?? false, 'outsideAccess'),
-    libvirtUri: checkLibvirtUri(spec.libvirtUri),
+    libvirtUri: checkLibvirtUri(spec.libvirtUri ?? saved?.libvirtUri),
   }
 }
 
@@ -148,15 +152,18 @@ function checkBoolean(value: unknown, field: string): boolean {
 }
 
 /**
- * A clone's memory, cpus and machine default to those it was saved with (they must match). An
- * unreadable record gives no defaults: starting the clone then fails with the snapshot's own error.
+ * A clone's memory, cpus and machine default to those it was saved with (they must match), and
+ * its backend (and libvirt host) to the one that saved it. An unreadable record gives no
+ * defaults: starting the clone then fails with the snapshot's own error.
  */
-function savedLaunch(dir: string): { memory: number; cpus: number; machine: MachineType } | undefined {
+function savedLaunch(dir: string): { memory: number; cpus: number; machine: MachineType; backend: BackendName; libvirtUri: string | undefined } | undefined {
   try {
-    const meta = JSON.parse(readFileSync(join(dir, 'snapshot.json'), 'utf8')) as { launch?: { memoryMiB?: unknown; cpus?: unknown; machine?: unknown } }
+    const meta = JSON.parse(readFileSync(join(dir, 'snapshot.json'), 'utf8')) as { backend?: unknown; uri?: unknown; launch?: { memoryMiB?: unknown; cpus?: unknown; machine?: unknown } }
     const launch = meta.launch
     if (typeof launch?.memoryMiB !== 'number' || typeof launch.cpus !== 'number' || (launch.machine !== 'pc' && launch.machine !== 'microvm')) return undefined
-    return { memory: launch.memoryMiB, cpus: launch.cpus, machine: launch.machine }
+    // The QEMU backend's record names no backend.
+    const libvirt = meta.backend === 'libvirt' && typeof meta.uri === 'string'
+    return { memory: launch.memoryMiB, cpus: launch.cpus, machine: launch.machine, backend: libvirt ? 'libvirt' : 'qemu', libvirtUri: libvirt ? (meta.uri as string) : undefined }
   } catch {
     return undefined
   }

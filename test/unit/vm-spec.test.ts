@@ -57,4 +57,21 @@ describe('a clone (restoreFrom)', () => {
       await rm(dir, { recursive: true, force: true })
     }
   })
+
+  it('is started by the backend that saved it (and a libvirt one on its host), whatever VMHARNESS_BACKEND says; another backend asked for is refused', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vmharness-spec-'))
+    const launch = { memoryMiB: 256, cpus: 1, machine: 'pc' }
+    try {
+      await writeFile(join(dir, 'snapshot.json'), JSON.stringify({ backend: 'libvirt', uri: 'qemu+ssh://ci@hv1/system', launch }))
+      expect(resolveSpec({ restoreFrom: dir }, { VMHARNESS_BACKEND: 'qemu' })).toMatchObject({ backend: 'libvirt', libvirtUri: 'qemu+ssh://ci@hv1/system' })
+      expect(resolveSpec({ restoreFrom: dir, backend: 'libvirt' }, {})).toMatchObject({ backend: 'libvirt' })
+      expect(() => resolveSpec({ restoreFrom: dir, backend: 'qemu' }, {})).toThrow(/saved by the libvirt backend, so only that backend can start a clone of it/)
+      // The QEMU backend's record names no backend.
+      await writeFile(join(dir, 'snapshot.json'), JSON.stringify({ launch }))
+      expect(resolveSpec({ restoreFrom: dir }, { VMHARNESS_BACKEND: 'libvirt' })).toMatchObject({ backend: 'qemu', libvirtUri: undefined })
+      expect(() => resolveSpec({ restoreFrom: dir, backend: 'libvirt' }, {})).toThrow(SpecError)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
 })
