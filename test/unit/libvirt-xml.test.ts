@@ -128,7 +128,7 @@ describe('domainXml', () => {
     expect(linesWith(xml, '<serial')).toEqual(["    <serial type='file'><source path='/pool/vmh-3f2a-web-console.log' append='on'/><target port='0'/></serial>"])
     expect(xml).toContain("<memory unit='MiB'>1536</memory>")
     expect(xml).toContain('<vcpu>3</vcpu>')
-    expect(xml).toContain("<interface type='network'><source network='vmh-net-9'/><mac address='52:54:00:aa:bb:cc'/><model type='virtio'/></interface>")
+    expect(xml).toContain("<interface type='network'><source network='vmh-net-9'/><mac address='52:54:00:aa:bb:cc'/><model type='virtio'/><filterref filter='vmharness-fence'/></interface>")
     expect(xml).toContain('<name>vmh-3f2a-web</name>')
     expect(xml).toContain('<uuid>0b7e2c52-2d5a-4f4e-9a45-3f1d2f6a2b10</uuid>')
   })

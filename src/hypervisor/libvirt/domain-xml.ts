@@ -1,3 +1,5 @@
+import { fenceFilterName } from './guest-fence.js'
+
 /** The namespace of the harness's tag in a domain's <metadata>: how the sweep knows its domains. */
 export const metadataNamespace = 'https://vmharness.dev/libvirt/1'
 
@@ -54,7 +56,7 @@ export function domainXml(domain: DomainDefinition): string {
     '  <devices>',
     `    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${attribute(domain.disk)}'/><target dev='vda' bus='virtio'/></disk>`,
     ...(domain.seed ? [`    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${attribute(domain.seed)}'/><target dev='vdb' bus='virtio'/><readonly/></disk>`] : []),
-    `    <interface type='network'><source network='${attribute(domain.network)}'/><mac address='${attribute(domain.mac)}'/><model type='virtio'/></interface>`,
+    `    <interface type='network'><source network='${attribute(domain.network)}'/><mac address='${attribute(domain.mac)}'/><model type='virtio'/><filterref filter='${fenceFilterName}'/></interface>`,
     // append: a revert or restore would otherwise empty the log.
     `    <serial type='file'><source path='${attribute(domain.consoleLog)}' append='on'/><target port='0'/></serial>`,
     "    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>",

@@ -1,0 +1,47 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { HostError } from '../../errors.js'
+import type { LibvirtConnection } from './libvirt-connection.js'
+
+/** The nwfilter every VM's NIC references; defined once per host and left there, like the pool. */
+export const fenceFilterName = 'vmharness-fence'
+
+/**
+ * What a guest may exchange with its network, which holds only the hypervisor host's bridge:
+ * DHCP, ARP, and SSH from the host to the guest. Everything else is dropped, so a guest cannot
+ * reach what the hypervisor host serves on all its addresses through the bridge's address
+ * (libvirt's isolated network blocks forwarding only). The rules are ebtables rules (on the
+ * bridge itself): iptables rules would need br_netfilter to see bridged frames.
+ */
+export function fenceFilterXml(): string {
+  return [
+    `<filter name='${fenceFilterName}' chain='root'>`,
+    "  <rule action='accept' direction='out' priority='100'><ip protocol='udp' srcportstart='68' dstportstart='67'/></rule>",
+    "  <rule action='accept' direction='in' priority='100'><ip protocol='udp' srcportstart='67' dstportstart='68'/></rule>",
+    "  <rule action='accept' direction='in' priority='110'><ip protocol='tcp' dstportstart='22'/></rule>",
+    "  <rule action='accept' direction='out' priority='110'><ip protocol='tcp' srcportstart='22'/></rule>",
+    "  <rule action='accept' direction='inout' priority='120'><arp/></rule>",
+    "  <rule action='drop' direction='inout' priority='500'><mac/></rule>",
+    '</filter>',
+    '',
+  ].join('\n')
+}
+
+/** Defines (or redefines, so a new version replaces an old one) the fence filter on a host. */
+export async function ensureFenceFilter(connection: LibvirtConnection): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'vmharness-nwfilter-'))
+  try {
+    const file = join(dir, 'fence.xml')
+    await writeFile(file, fenceFilterXml(), { mode: 0o600 })
+    await connection.run(['nwfilter-define', file])
+  } catch (error) {
+    throw new HostError(
+      `libvirt at ${connection.uri} could not define the network filter that fences guests off the host (${(error as Error).message})`,
+      "the libvirt backend needs libvirt's nwfilter driver and ebtables on the hypervisor host (Debian: libvirt-daemon-system; its iptables package provides ebtables)",
+      { cause: error },
+    )
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}

@@ -1,0 +1,45 @@
+import { once } from 'node:events'
+import { createServer, type AddressInfo, type Server } from 'node:net'
+import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest'
+import { Vm } from '../../src/machine/vm.js'
+import { skipBecause } from '../helpers/skip.js'
+import { sandbox, sandboxMissing } from '../helpers/libvirt-sandbox.js'
+
+let vm: Vm | undefined
+let server: Server | undefined
+let port = 0
+
+beforeEach((context) => {
+  if (sandboxMissing) skipBecause(context, sandboxMissing)
+})
+
+beforeAll(async () => {
+  if (sandboxMissing) return
+  // A service of the hypervisor host on all its addresses, as many hosts run one: the sandbox's
+  // network namespace is the host here, with the VM's bridge among its addresses.
+  server = createServer((socket) => socket.end('secret-from-the-hypervisor-host\n'))
+  server.listen(0, '0.0.0.0')
+  await once(server, 'listening')
+  port = (server.address() as AddressInfo).port
+  vm = await Vm.start({ image: 'tiny', backend: 'libvirt', libvirtUri: sandbox?.localUri, name: 'fenced' })
+})
+
+afterAll(async () => {
+  await vm?.destroy()
+  server?.close()
+})
+
+it("a guest reaches nothing of the hypervisor host's through its network's bridge but DHCP; the host's SSH to it still works", async () => {
+  const guest = vm as Vm
+  const address = await guest.hypervisor.guestIp(guest.handle)
+  // The bridge's address: the first of the guest's /28, whose second the guest leases.
+  const [a, b, c, d] = address.split('.').map(Number) as [number, number, number, number]
+  const gateway = `${a}.${b}.${c}.${d - 1}`
+  expect(gateway).toMatch(/^10\.213\.\d+\.\d+$/)
+  expect(gateway).not.toBe(address)
+  const fetched = await guest.exec(`nc -w 3 ${gateway} ${port} </dev/null; echo "exit $?"`)
+  expect(fetched.stdout).not.toContain('secret-from-the-hypervisor-host')
+  expect(fetched.stdout).toMatch(/exit [1-9]/)
+  // The lease was renewed, and SSH from the host still answers.
+  expect(await guest.succeed('echo still here')).toBe('still here\n')
+})
