@@ -14,9 +14,10 @@ export const fenceFilterName = 'vmharness-fence'
  * (libvirt's isolated network blocks forwarding only). The rules are ebtables rules (on the
  * bridge itself): iptables rules would need br_netfilter to see bridged frames.
  */
-export function fenceFilterXml(): string {
+export function fenceFilterXml(uuid?: string): string {
   return [
     `<filter name='${fenceFilterName}' chain='root'>`,
+    ...(uuid ? [`  <uuid>${uuid}</uuid>`] : []),
     "  <rule action='accept' direction='out' priority='100'><ip protocol='udp' srcportstart='68' dstportstart='67'/></rule>",
     "  <rule action='accept' direction='in' priority='100'><ip protocol='udp' srcportstart='67' dstportstart='68'/></rule>",
     "  <rule action='accept' direction='in' priority='110'><ip protocol='tcp' dstportstart='22'/></rule>",
@@ -28,13 +29,25 @@ export function fenceFilterXml(): string {
   ].join('\n')
 }
 
-/** Defines (or redefines, so a new version replaces an old one) the fence filter on a host. */
+/**
+ * Defines (or redefines, so a new version replaces an old one) the fence filter on a host. libvirt
+ * redefines a filter only under its UUID: the one there is reused, and when another process
+ * defined it first (workers start together), the UUID its refusal names.
+ */
 export async function ensureFenceFilter(connection: LibvirtConnection): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'vmharness-nwfilter-'))
-  try {
+  const define = async (uuid: string | undefined) => {
     const file = join(dir, 'fence.xml')
-    await writeFile(file, fenceFilterXml(), { mode: 0o600 })
+    await writeFile(file, fenceFilterXml(uuid), { mode: 0o600 })
     await connection.run(['nwfilter-define', file])
+  }
+  try {
+    const existing = await connection.run(['nwfilter-dumpxml', fenceFilterName]).catch(() => '')
+    await define(uuidIn(existing)).catch(async (error: Error) => {
+      const taken = /already exists with uuid ([0-9a-f-]{36})/i.exec(error.message)?.[1]
+      if (!taken) throw error
+      await define(taken)
+    })
   } catch (error) {
     throw new HostError(
       `libvirt at ${connection.uri} could not define the network filter that fences guests off the host (${(error as Error).message})`,
@@ -44,4 +57,8 @@ export async function ensureFenceFilter(connection: LibvirtConnection): Promise<
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
+}
+
+function uuidIn(xml: string): string | undefined {
+  return /<uuid>([0-9a-f-]{36})<\/uuid>/i.exec(xml)?.[1]
 }
