@@ -136,7 +136,7 @@ export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env):
     restoreFrom: spec.restoreFrom,
     networks: checkAttachments(spec.networks),
     outsideAccess: checkBoolean(spec.outsideAccess ?? false, 'outsideAccess'),
-    libvirtUri: checkLibvirtUri(spec.libvirtUri ?? saved?.libvirtUri),
+    libvirtUri: checkLibvirtUri(spec.libvirtUri !== undefined ? spec.libvirtUri : saved?.libvirtUri),
   }
 }
 
