@@ -6,6 +6,8 @@ import { checkAttachments, type NetworkAttachment, type NetworkChoice } from './
 
 export type AcceleratorChoice = 'kvm' | 'tcg' | 'auto'
 export type MachineType = 'pc' | 'microvm'
+/** 'max': every CPU feature QEMU can give the guest, AMD SVM included under TCG (a guest that runs KVM itself). */
+export type CpuModel = 'default' | 'max'
 export const backendNames = ['qemu', 'libvirt', 'noop'] as const
 export type BackendName = (typeof backendNames)[number]
 
@@ -34,6 +36,12 @@ export interface VmSpec {
   cpus?: number
   accel?: AcceleratorChoice
   machine?: MachineType
+  /**
+   * The guest's CPU model under TCG: 'default' (QEMU's own, the fastest here) or 'max', which adds
+   * AMD SVM with nested paging so that the guest can run KVM itself (the KVM lane). Under KVM the
+   * guest always gets the host's CPU.
+   */
+  cpuModel?: CpuModel
   /** Which backend runs the VM; else VMHARNESS_BACKEND; else 'auto' (what the host offers). */
   backend?: BackendName | 'auto'
   /** From process start to the first SSH command; scaled up under TCG when left unset. */
@@ -74,6 +82,7 @@ export interface ResolvedSpec {
   cpus: number
   accel: AcceleratorChoice
   machine: MachineType
+  cpuModel: CpuModel
   backend: BackendName | 'auto'
   bootTimeoutMs: number | undefined
   kernel: string | undefined
@@ -109,6 +118,7 @@ export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env):
   if (firmwareBoot && machine === 'microvm') {
     throw new SpecError("'microvm' boots only a kernel given to it: add image.kernel (and initrd), or use machine: 'pc' to boot the disk's own bootloader", 'machine')
   }
+  const cpuModel = checkChoice(spec.cpuModel ?? 'default', 'cpuModel', ['default', 'max'])
   const backend = checkChoice(spec.backend ?? (env.VMHARNESS_BACKEND as BackendName | undefined) ?? 'auto', spec.backend ? 'backend' : 'backend (from VMHARNESS_BACKEND)', [...backendNames, 'auto'])
   const name = spec.name ?? (typeof image === 'string' ? image : 'name' in image ? image.name : 'vm')
   if (typeof name !== 'string' || name.length === 0 || name.length > 128 || name.includes('\0')) {
@@ -125,6 +135,7 @@ export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env):
     cpus,
     accel,
     machine,
+    cpuModel,
     backend,
     bootTimeoutMs: spec.bootTimeoutMs,
     kernel: spec.kernel,

@@ -85,5 +85,6 @@ describe('saved states on disk', () => {
       'seed disk: saved with true, asked for false',
     ])
     expect(() => assertLaunchFits(meta, { ...launch, accel: 'kvm' }, true)).toThrow(SnapshotMismatchError)
+    expect(launchDifferences(meta, { ...launch, cpuModel: 'max' }, true)).toEqual(['cpu model: saved with default, asked for max'])
   })
 })
