@@ -2,7 +2,7 @@
 // under TCG in the same L1, alternating, and prints one `KVM-LANE-FIGURES {json}` line.
 // Boot → first command: from before Vm.start to the end of the first command.
 // Restore → first command: an internal restore of a snapshot taken after boot, then one command.
-import { acceleratorVerdict, Vm } from '../src/index.js'
+import { acceleratorVerdict, tinyImage, Vm } from '../src/index.js'
 import { findGuestKernel } from '../src/host/guest-kernel.js'
 import { locateRequired } from '../src/host/requirements.js'
 import { countOption, median, timeIt } from './stats.js'
@@ -41,6 +41,8 @@ async function sample(accel: 'kvm' | 'tcg'): Promise<Sample> {
 const kernel = await findGuestKernel()
 const verdict = await acceleratorVerdict({ qemu: await locateRequired('qemu-system'), kernel })
 console.log(`accelerator verdict : ${verdict.accel} (${verdict.reason})`)
+// Built before any clock starts: in L1 the build itself takes minutes (TCG).
+await tinyImage({ onProgress: () => {} })
 const samples: Sample[] = []
 for (let round = 0; round < rounds; round++) {
   for (const accel of round % 2 === 0 ? (['kvm', 'tcg'] as const) : (['tcg', 'kvm'] as const)) {
