@@ -18,7 +18,7 @@ import { packageRoot } from '../src/common/package-root.js'
 import { countOption, stringOption } from './stats.js'
 
 /** What L1 needs to run QEMU, build the tiny image and pass the test suite's host check. */
-const l1Packages = ['qemu-system-x86', 'qemu-utils', 'genisoimage', 'busybox-static', 'dropbear-bin', 'openssh-sftp-server', 'vde2', 'kmod', 'mmdebstrap']
+const l1Packages = ['qemu-system-x86', 'qemu-utils', 'genisoimage', 'busybox-static', 'dropbear-bin', 'openssh-sftp-server', 'vde2', 'kmod', 'mmdebstrap', 'e2fsprogs']
 /** Boot, exec, snapshots and restores, clean machines: the files that matter for an accelerator. */
 const defaultFiles = ['test/integration/tiny-exec.test.ts', 'test/integration/tiny-lifecycle.test.ts', 'test/integration/snapshots.test.ts', 'test/integration/clean-machine.test.ts']
 const heartbeatSeconds = 5
@@ -119,14 +119,14 @@ async function attempt(number: number, tarball: string): Promise<AttemptResult> 
     const unpack = await run('unpack', 'mkdir -p /root/lane && tar -xzf /root/lane.tar.gz -C /root/lane && install -m 0755 /root/lane/.lane-node /usr/local/bin/node && rm /root/lane.tar.gz && node --version')
     if (unpack.exitCode !== 0) throw new Error('unpacking the checkout in L1 failed')
     // The probe's verdict, as `accel: 'auto'` will take it: it must be KVM, chosen by the probe.
-    const doctor = await run('doctor', 'cd /root/lane && node dist/src/cli/main.js doctor 2>&1 | grep -i accelerator', 600_000)
-    const verdictLine = doctor.stdout.trim()
+    const doctor = await run('doctor', 'cd /root/lane && node dist/src/cli/main.js doctor 2>&1', 600_000)
+    const verdictLine = doctor.stdout.split('\n').find((text) => text.startsWith('accelerator:'))?.trim() ?? ''
     let testsPassed = true
     let testSummary = 'not run'
     if (!skipTests) {
       if (!/accelerator: KVM/.test(verdictLine)) throw new Error(`the probe in L1 did not choose KVM: ${verdictLine || doctor.stdout + doctor.stderr}`)
       // VMHARNESS_ACCEL is left unset: 'auto' takes the probe's cached verdict (KVM, checked above).
-      const tests = await run('tests', `cd /root/lane && env -u VMHARNESS_ACCEL CI=1 npx vitest run --project integration --reporter=verbose ${files.join(' ')} 2>&1`)
+      const tests = await run('tests', `cd /root/lane && env -u VMHARNESS_ACCEL CI=1 node node_modules/vitest/vitest.mjs run --project integration --reporter=verbose ${files.join(' ')} 2>&1`)
       testsPassed = tests.exitCode === 0
       testSummary = tests.stdout.split('\n').filter((text) => /^\s*(Test Files|Tests)\s/.test(text.replace(/\x1b\[[0-9;]*m/g, ''))).map((text) => text.replace(/\x1b\[[0-9;]*m/g, '').trim()).join('; ')
     }
