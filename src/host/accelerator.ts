@@ -14,7 +14,16 @@ export interface AcceleratorVerdict {
   probed: boolean
 }
 
-const probeDeadlineMs = 8_000
+/**
+ * A probe guest that prints nothing for this long has stalled: on a paravirtual KVM (PVM) every
+ * ordinary guest hangs silently after the real-mode setup. A real KVM passes in under a second.
+ */
+const probeSilenceMs = 8_000
+/**
+ * The longest a probe may take while it keeps printing: a nested KVM (KVM inside a TCG guest, the
+ * KVM lane) needs far more than the old fixed 8 s to reach the marker, and it does work.
+ */
+const probeDeadlineMs = 120_000
 const probeMarker = /Kernel panic|VFS: Unable to mount root|Run \/init/
 
 /**
@@ -60,18 +69,33 @@ function warnOnce(reason: string): void {
   process.stderr.write(`vmharness: KVM is not usable here (${reason}); guests run under TCG (software emulation, several times slower)\n`)
 }
 
-async function probeKvm(options: { qemu: string; kernel: string }): Promise<AcceleratorVerdict> {
+/** Boots the kernel under KVM with no root disk: reaching the marker proves KVM runs ordinary guests. Exported for tests. */
+export async function probeKvm(options: { qemu: string; kernel: string }, limits = { silenceMs: probeSilenceMs, deadlineMs: probeDeadlineMs }): Promise<AcceleratorVerdict> {
   const started = Date.now()
+  // earlyprintk: the kernel writes from its first line on, so a slow (nested) KVM shows progress
+  // long before the console driver starts.
   const probe = execa(
     options.qemu,
-    ['-nodefaults', '-no-user-config', '-display', 'none', '-machine', 'pc', '-accel', 'kvm', '-cpu', 'host', '-m', '128M', '-kernel', options.kernel, '-append', 'console=ttyS0 panic=-1 root=/dev/vmharness-probe', '-serial', 'stdio', '-no-reboot'],
-    { reject: false, stdin: 'ignore', timeout: probeDeadlineMs, all: true },
+    ['-nodefaults', '-no-user-config', '-display', 'none', '-machine', 'pc', '-accel', 'kvm', '-cpu', 'host', '-m', '128M', '-kernel', options.kernel, '-append', 'console=ttyS0 earlyprintk=serial panic=-1 root=/dev/vmharness-probe', '-serial', 'stdio', '-no-reboot'],
+    { reject: false, stdin: 'ignore', timeout: limits.deadlineMs, all: true },
   )
-  const result = await probe
+  let stalled = false
+  let silence: NodeJS.Timeout | undefined
+  const watchSilence = () => {
+    clearTimeout(silence)
+    silence = setTimeout(() => {
+      stalled = true
+      probe.kill('SIGKILL')
+    }, limits.silenceMs)
+  }
+  watchSilence()
+  probe.all?.on('data', watchSilence)
+  const result = await probe.finally(() => clearTimeout(silence))
   const seconds = ((Date.now() - started) / 1000).toFixed(1)
   if (probeMarker.test(result.all ?? '')) return { accel: 'kvm', reason: `a probe boot under KVM reached the kernel in ${seconds} s`, probed: true }
-  if (result.timedOut) {
-    return { accel: 'tcg', reason: `/dev/kvm opens, but a probe guest under KVM made no progress in ${seconds} s (nested or paravirtual KVM?)`, probed: true }
+  if (stalled || result.timedOut) {
+    const how = stalled ? `stopped printing for ${limits.silenceMs / 1000} s` : `did not reach its end in ${limits.deadlineMs / 1000} s`
+    return { accel: 'tcg', reason: `/dev/kvm opens, but a probe guest under KVM ${how} (after ${seconds} s; nested or paravirtual KVM?)`, probed: true }
   }
   const firstError = (result.stderr || result.all || '').split('\n').find((line) => line.trim()) ?? `exit code ${result.exitCode}`
   return { accel: 'tcg', reason: `QEMU cannot run a guest under KVM: ${firstError.trim()}`, probed: true }

@@ -6,6 +6,8 @@ import { checkAttachments, type NetworkAttachment, type NetworkChoice } from './
 
 export type AcceleratorChoice = 'kvm' | 'tcg' | 'auto'
 export type MachineType = 'pc' | 'microvm'
+/** 'max': every CPU feature QEMU can give the guest, AMD SVM included under TCG (a guest that runs KVM itself). */
+export type CpuModel = 'default' | 'max'
 export const backendNames = ['qemu', 'libvirt', 'noop'] as const
 export type BackendName = (typeof backendNames)[number]
 
@@ -34,6 +36,12 @@ export interface VmSpec {
   cpus?: number
   accel?: AcceleratorChoice
   machine?: MachineType
+  /**
+   * The guest's CPU model under TCG: 'default' (QEMU's own, the fastest here) or 'max', which adds
+   * AMD SVM with nested paging so that the guest can run KVM itself (the KVM lane). Under KVM the
+   * guest always gets the host's CPU.
+   */
+  cpuModel?: CpuModel
   /** Which backend runs the VM; else VMHARNESS_BACKEND; else 'auto' (what the host offers). */
   backend?: BackendName | 'auto'
   /** From process start to the first SSH command; scaled up under TCG when left unset. */
@@ -74,6 +82,7 @@ export interface ResolvedSpec {
   cpus: number
   accel: AcceleratorChoice
   machine: MachineType
+  cpuModel: CpuModel
   backend: BackendName | 'auto'
   bootTimeoutMs: number | undefined
   kernel: string | undefined
@@ -109,6 +118,7 @@ export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env):
   if (firmwareBoot && machine === 'microvm') {
     throw new SpecError("'microvm' boots only a kernel given to it: add image.kernel (and initrd), or use machine: 'pc' to boot the disk's own bootloader", 'machine')
   }
+  const cpuModel = checkChoice(spec.cpuModel ?? saved?.cpuModel ?? 'default', 'cpuModel', ['default', 'max'])
   const backend = checkChoice(spec.backend ?? saved?.backend ?? (env.VMHARNESS_BACKEND as BackendName | undefined) ?? 'auto', spec.backend ? 'backend' : 'backend (from VMHARNESS_BACKEND)', [...backendNames, 'auto'])
   // A saved state is loaded by the backend that wrote it, and a libvirt one on its own host.
   if (saved?.backend && backend !== saved.backend && backend !== 'auto') {
@@ -129,6 +139,7 @@ export function resolveSpec(spec: VmSpec, env: NodeJS.ProcessEnv = process.env):
     cpus,
     accel,
     machine,
+    cpuModel,
     backend,
     bootTimeoutMs: spec.bootTimeoutMs,
     kernel: spec.kernel,
@@ -156,14 +167,14 @@ function checkBoolean(value: unknown, field: string): boolean {
  * its backend (and libvirt host) to the one that saved it. An unreadable record gives no
  * defaults: starting the clone then fails with the snapshot's own error.
  */
-function savedLaunch(dir: string): { memory: number; cpus: number; machine: MachineType; backend: BackendName; libvirtUri: string | undefined } | undefined {
+function savedLaunch(dir: string): { memory: number; cpus: number; machine: MachineType; cpuModel: 'default' | 'max'; backend: BackendName; libvirtUri: string | undefined } | undefined {
   try {
-    const meta = JSON.parse(readFileSync(join(dir, 'snapshot.json'), 'utf8')) as { backend?: unknown; uri?: unknown; launch?: { memoryMiB?: unknown; cpus?: unknown; machine?: unknown } }
+    const meta = JSON.parse(readFileSync(join(dir, 'snapshot.json'), 'utf8')) as { backend?: unknown; uri?: unknown; launch?: { memoryMiB?: unknown; cpus?: unknown; machine?: unknown; cpuModel?: unknown } }
     const launch = meta.launch
     if (typeof launch?.memoryMiB !== 'number' || typeof launch.cpus !== 'number' || (launch.machine !== 'pc' && launch.machine !== 'microvm')) return undefined
     // The QEMU backend's record names no backend.
     const libvirt = meta.backend === 'libvirt' && typeof meta.uri === 'string'
-    return { memory: launch.memoryMiB, cpus: launch.cpus, machine: launch.machine, backend: libvirt ? 'libvirt' : 'qemu', libvirtUri: libvirt ? (meta.uri as string) : undefined }
+    return { memory: launch.memoryMiB, cpus: launch.cpus, machine: launch.machine, cpuModel: launch.cpuModel === 'max' ? 'max' : 'default', backend: libvirt ? 'libvirt' : 'qemu', libvirtUri: libvirt ? (meta.uri as string) : undefined }
   } catch {
     return undefined
   }

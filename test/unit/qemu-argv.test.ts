@@ -63,6 +63,12 @@ describe('buildQemuArgv', () => {
     expect(optionAfter(buildQemuArgv({ ...launch, accel: 'kvm' }), '-accel')).toEqual(['kvm'])
   })
 
+  it("gives a TCG guest QEMU's max CPU (SVM for a nested KVM) only when asked; under KVM the host CPU either way", () => {
+    expect(optionAfter(buildQemuArgv({ ...launch, cpuModel: 'max' }), '-cpu')).toEqual(['max'])
+    expect(buildQemuArgv({ ...launch, cpuModel: 'default' })).not.toContain('-cpu')
+    expect(optionAfter(buildQemuArgv({ ...launch, accel: 'kvm', cpuModel: 'max' }), '-cpu')).toEqual(['host'])
+  })
+
   it('serves QMP and the console on unix sockets, the console also into a log', () => {
     const chardevs = optionAfter(buildQemuArgv(launch), '-chardev')
     expect(chardevs).toContain('socket,id=qmp,path=/run/vm-1/qmp.sock,server=on,wait=off')

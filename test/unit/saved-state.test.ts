@@ -93,6 +93,7 @@ describe('saved states on disk', () => {
       'seed disk: saved with true, asked for false',
     ])
     expect(() => assertLaunchFits(meta, { ...launch, accel: 'kvm' }, true)).toThrow(SnapshotMismatchError)
+    expect(launchDifferences(meta, { ...launch, cpuModel: 'max' }, true)).toEqual(['cpu model: saved with default, asked for max'])
   })
 
   it('refuses a state whose kernel, initrd or seed is gone (a cache restored in part), as a damaged snapshot', async () => {

@@ -8,7 +8,7 @@ import { resolveSpec } from '../../src/spec/vm-spec.js'
 describe('resolveSpec', () => {
   it('fills in defaults', () => {
     const spec = resolveSpec({ image: 'tiny' }, {})
-    expect(spec).toMatchObject({ name: 'tiny', memory: 256, cpus: 1, accel: 'auto', machine: 'microvm', backend: 'auto', kernelArgs: [] })
+    expect(spec).toMatchObject({ name: 'tiny', memory: 256, cpus: 1, accel: 'auto', machine: 'microvm', cpuModel: 'default', backend: 'auto', kernelArgs: [] })
   })
 
   it.each([
@@ -18,6 +18,7 @@ describe('resolveSpec', () => {
     [{ image: 'tiny', backend: 'vmware' }, 'backend'],
     [{ image: 'tiny', accel: 'hvf' }, 'accel'],
     [{ image: 'tiny', machine: 'q35' }, 'machine'],
+    [{ image: 'tiny', cpuModel: 'host' }, 'cpuModel'],
     [{ image: '' }, 'image'],
     [{}, 'image'],
     [{ image: 'tiny', name: '' }, 'name'],

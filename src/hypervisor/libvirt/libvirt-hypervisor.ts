@@ -57,6 +57,7 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
   async prepare(spec: ResolvedSpec, options: PrepareOptions = {}): Promise<VmHandle> {
     if (spec.networks.length > 0) throw new UnsupportedError('libvirt', 'networks between machines (vde switches): use the qemu backend for them')
     if (spec.outsideAccess) throw new UnsupportedError('libvirt', 'outsideAccess')
+    if (spec.cpuModel !== 'default') throw new UnsupportedError('libvirt', "cpuModel: 'max'")
     // A clone runs where its snapshot lives, unless the spec names a host (then it must be that one).
     const target = spec.restoreFrom && !spec.libvirtUri ? parseLibvirtUri((await readLibvirtSavedState(spec.restoreFrom)).uri, 'restoreFrom') : this.target(spec)
     const { connection, pool } = await this.host(target)

@@ -1,10 +1,12 @@
-import type { MachineType } from '../../spec/vm-spec.js'
+import type { CpuModel, MachineType } from '../../spec/vm-spec.js'
 import { outsideProxyAddress } from '../../network/outside-address.js'
 import type { DiskIoMode } from './disk-io.js'
 
 export interface QemuLaunch {
   accel: 'kvm' | 'tcg'
   machine: MachineType
+  /** Under TCG only: 'max' gives the guest SVM and nested paging. Under KVM the guest gets `-cpu host`. */
+  cpuModel?: CpuModel
   memoryMiB: number
   cpus: number
   /** Undefined: the firmware boots the disk's own bootloader (machine 'pc'). */
@@ -64,7 +66,7 @@ export function buildQemuArgv(launch: QemuLaunch): string[] {
     machineOption(launch.machine),
     '-accel',
     launch.accel,
-    ...(launch.accel === 'kvm' ? ['-cpu', 'host'] : []),
+    ...cpuOption(launch),
     '-m',
     `${launch.memoryMiB}M`,
     '-smp',
@@ -109,6 +111,11 @@ export function buildQemuArgv(launch: QemuLaunch): string[] {
   )
   if (launch.incoming) argv.push('-S', '-incoming', 'defer')
   return argv
+}
+
+function cpuOption(launch: QemuLaunch): string[] {
+  if (launch.accel === 'kvm') return ['-cpu', 'host']
+  return launch.cpuModel === 'max' ? ['-cpu', 'max'] : []
 }
 
 function machineOption(machine: MachineType): string {

@@ -84,13 +84,13 @@ export async function saveExternalSnapshot(
     await migrateToFile(qmp, join(record.dir, 'migrate.sock'), join(dir, savedStateFiles.state), snapshotTimeoutMs)
     if (record.launch.seedIso) await copyFile(record.launch.seedIso, join(dir, savedStateFiles.seed))
     await copyFile(record.launch.consoleLog, join(dir, savedStateFiles.console)).catch(() => undefined)
-    const { accel, machine, memoryMiB, cpus, kernel, initrd, kernelArgs, networks, outsideAccess } = record.launch
+    const { accel, machine, cpuModel, memoryMiB, cpus, kernel, initrd, kernelArgs, networks, outsideAccess } = record.launch
     await writeSavedStateMeta(
       dir,
       {
         name,
         // The switches are this run's: a clone is told its own.
-        launch: { accel, machine, memoryMiB, cpus, kernel, initrd, kernelArgs, networks: networks?.map((nic) => ({ ...nic, switchSocket: '' })), outsideAccess },
+        launch: { accel, machine, cpuModel, memoryMiB, cpus, kernel, initrd, kernelArgs, networks: networks?.map((nic) => ({ ...nic, switchSocket: '' })), outsideAccess },
         hasSeed: record.launch.seedIso !== undefined,
         ssh: { user: record.ssh.user, hostKey: record.ssh.hostKey },
         readyMarker: markers.readyMarker,

@@ -25,7 +25,7 @@ export const savedStateFiles = { disk: 'disk.qcow2', state: 'state.bin', seed: '
 
 const formatVersion = 2
 
-export type SavedLaunch = Pick<QemuLaunch, 'accel' | 'machine' | 'memoryMiB' | 'cpus' | 'kernel' | 'initrd' | 'kernelArgs' | 'networks' | 'outsideAccess'>
+export type SavedLaunch = Pick<QemuLaunch, 'accel' | 'machine' | 'cpuModel' | 'memoryMiB' | 'cpus' | 'kernel' | 'initrd' | 'kernelArgs' | 'networks' | 'outsideAccess'>
 
 export interface SavedStateMeta {
   format: number
@@ -202,6 +202,7 @@ export function launchDifferences(saved: SavedStateMeta, launch: SavedLaunch, ha
     ['cpus', saved.launch.cpus, launch.cpus],
     ['machine', saved.launch.machine, launch.machine],
     ['accelerator', saved.launch.accel, launch.accel],
+    ['cpu model', saved.launch.cpuModel ?? 'default', launch.cpuModel ?? 'default'],
     ['seed disk', saved.hasSeed, hasSeed],
     ['networks', describeNics(saved.launch), describeNics(launch)],
     ['outside access', saved.launch.outsideAccess ?? false, launch.outsideAccess ?? false],

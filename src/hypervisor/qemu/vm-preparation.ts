@@ -39,6 +39,7 @@ export async function prepareBoot(spec: ResolvedSpec, options: PrepareOptions, t
     const launch = launchIn(dir, {
       accel,
       machine: spec.machine,
+      cpuModel: spec.cpuModel,
       memoryMiB: spec.memory,
       cpus: spec.cpus,
       kernel: image.kernel,
@@ -63,7 +64,7 @@ export async function prepareClone(spec: ResolvedSpec, from: string, hostTools: 
   const saved = await readSavedState(from)
   const accel = spec.accel === 'auto' ? saved.meta.launch.accel : spec.accel
   // A clone keeps its NICs and addresses but joins the switches its spec names: never its original's.
-  const wanted = { ...saved.meta.launch, accel, machine: spec.machine, memoryMiB: spec.memory, cpus: spec.cpus, networks: nicsOf(spec), outsideAccess: spec.outsideAccess }
+  const wanted = { ...saved.meta.launch, accel, machine: spec.machine, cpuModel: spec.cpuModel, memoryMiB: spec.memory, cpus: spec.cpus, networks: nicsOf(spec), outsideAccess: spec.outsideAccess }
   assertLaunchFits(saved.meta, wanted, saved.meta.hasSeed)
   const tools = await hostTools()
   const id = randomBytes(4).toString('hex')
