@@ -2,8 +2,9 @@
 // suite under a real KVM on a host that has none. The harness boots its own Debian image as an
 // L1 guest under TCG with `cpuModel: 'max'` (AMD SVM with nested paging), loads kvm-amd in it with
 // nested=1, copies this checkout and the host's node into it, asks the accelerator probe there
-// for its verdict (it must choose KVM by itself), measures tiny guests under that KVM against TCG
-// in the same L1, and runs the chosen test files with the accelerator left to the probe.
+// for its verdict (it must choose KVM by itself), runs the chosen test files with the accelerator
+// left to the probe, and measures tiny guests under that KVM against TCG on this host (L0), in
+// the same run (with --tcg-in-l1, also TCG inside L1: over 8 minutes a boot here).
 //
 // QEMU 7.2's SVM emulation sometimes freezes L1 (HOST.md): a heartbeat in L1 writes to its
 // serial console every few seconds, and a watchdog here destroys L1 when the console and the
@@ -15,7 +16,8 @@ import { execa } from 'execa'
 import { BootTimeoutError, Vm } from '../src/index.js'
 import { debianImage } from '../src/images/debian-image.js'
 import { packageRoot } from '../src/common/package-root.js'
-import { countOption, stringOption } from './stats.js'
+import { sampleTiny, type AccelSample } from './accel-sample.js'
+import { countOption, median, stringOption } from './stats.js'
 
 /** What L1 needs to run QEMU, build the tiny image and pass the test suite's host check. */
 const l1Packages = ['qemu-system-x86', 'qemu-utils', 'genisoimage', 'busybox-static', 'dropbear-bin', 'openssh-sftp-server', 'vde2', 'kmod', 'mmdebstrap', 'e2fsprogs']
@@ -30,6 +32,7 @@ const rounds = countOption('rounds', 'KVM_LANE_ROUNDS', 2)
 const files = stringOption('files', 'KVM_LANE_FILES', defaultFiles.join(' ')).split(/\s+/).filter(Boolean)
 const skipFigures = process.argv.includes('--no-figures')
 const skipTests = process.argv.includes('--no-tests')
+const tcgInL1 = process.argv.includes('--tcg-in-l1')
 
 class L1Frozen extends Error {}
 
@@ -132,7 +135,7 @@ async function attempt(number: number, tarball: string): Promise<AttemptResult> 
     }
     let figures: unknown
     if (!skipFigures) {
-      const measured = await run('figures', `cd /root/lane && VMHARNESS_PROGRESS=0 node dist/bench/kvm-lane-figures.js --rounds ${rounds}`)
+      const measured = await run('figures', `cd /root/lane && VMHARNESS_PROGRESS=0 node dist/bench/kvm-lane-figures.js --rounds ${rounds} --accels ${tcgInL1 ? 'kvm,tcg' : 'kvm'}`)
       const line = measured.stdout.split('\n').find((text) => text.startsWith('KVM-LANE-FIGURES '))
       figures = line ? JSON.parse(line.slice('KVM-LANE-FIGURES '.length)) : undefined
     }
@@ -162,12 +165,20 @@ try {
   const summary = result as AttemptResult
   log(`verdict in L1: ${summary.verdictLine}`)
   log(`times: ${Object.entries(summary.timesMs).map(([what, ms]) => `${what} ${(ms / 1000).toFixed(1)} s`).join(', ')}`)
-  const figures = summary.figures as { kvm: { bootMs: number; restoreMs: number }; tcg: { bootMs: number; restoreMs: number } } | undefined
-  if (figures) {
-    const row = (what: string, field: 'bootMs' | 'restoreMs') =>
-      `${what}: nested KVM ${(figures.kvm[field] / 1000).toFixed(2)} s, TCG in L1 ${(figures.tcg[field] / 1000).toFixed(2)} s, TCG/KVM ${(figures.tcg[field] / figures.kvm[field]).toFixed(2)}x`
-    log(row('boot → first command (median)', 'bootMs'))
-    log(row('restore → first command (median)', 'restoreMs'))
+  type Medians = { bootMs: number; restoreMs: number }
+  const figures = summary.figures as { kvm?: Medians; tcg?: Medians; samples: AccelSample[] } | undefined
+  if (figures?.kvm) {
+    // TCG on this host, after L1 is gone (the two would share the CPU): the same tiny guest, the same steps.
+    const host: AccelSample[] = []
+    for (let round = 0; round < rounds; round++) host.push(await sampleTiny('tcg'))
+    const onHost = { bootMs: median(host.map((s) => s.bootMs)), restoreMs: median(host.map((s) => s.restoreMs)) }
+    const kvm = figures.kvm
+    const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`
+    log(`samples, nested KVM in L1: ${figures.samples.filter((s) => s.accel === 'kvm').map((s) => `${seconds(s.bootMs)}/${seconds(s.restoreMs)}`).join(', ')}; TCG on this host: ${host.map((s) => `${seconds(s.bootMs)}/${seconds(s.restoreMs)}`).join(', ')} (boot/restore)`)
+    for (const [what, field] of [['boot → first command', 'bootMs'], ['restore → first command', 'restoreMs']] as const) {
+      const inL1 = figures.tcg ? `, TCG in L1 ${seconds(figures.tcg[field])}` : ''
+      log(`${what} (medians of ${rounds}): nested KVM in L1 ${seconds(kvm[field])}, TCG on this host ${seconds(onHost[field])}${inL1}; nested KVM / host TCG ${(kvm[field] / onHost[field]).toFixed(2)}x`)
+    }
   }
   log(`tests: ${summary.testsPassed ? 'passed' : 'FAILED'} (${summary.testSummary})`)
   process.exitCode = summary.testsPassed ? 0 : 1
