@@ -29,6 +29,23 @@ afterAll(async () => {
   server?.close()
 })
 
+/** What the guest reads from the host's service through its bridge's address (the first of its /28). */
+async function readThroughBridge(guest: Vm): Promise<string> {
+  const address = await guest.hypervisor.guestIp(guest.handle)
+  const [a, b, c, d] = address.split('.').map(Number) as [number, number, number, number]
+  return (await guest.exec(`nc -w 3 ${a}.${b}.${c}.${d - 1} ${port} </dev/null; echo "exit $?"`)).stdout
+}
+
+it('VMHARNESS_LIBVIRT_FENCE=off leaves the fence out: that guest reads the host service (what the fence stops)', async () => {
+  process.env.VMHARNESS_LIBVIRT_FENCE = 'off'
+  try {
+    await using open = await Vm.start({ image: 'tiny', backend: 'libvirt', libvirtUri: sandbox?.localUri, name: 'unfenced' })
+    expect(await readThroughBridge(open)).toContain('secret-from-the-hypervisor-host')
+  } finally {
+    delete process.env.VMHARNESS_LIBVIRT_FENCE
+  }
+})
+
 it("a guest reaches nothing of the hypervisor host's through its network's bridge but DHCP; the host's SSH to it still works", async () => {
   const guest = vm as Vm
   const address = await guest.hypervisor.guestIp(guest.handle)

@@ -133,6 +133,12 @@ describe('domainXml', () => {
     expect(xml).toContain('<uuid>0b7e2c52-2d5a-4f4e-9a45-3f1d2f6a2b10</uuid>')
   })
 
+  it('fences the NIC unless the definition says it is not fenced (VMHARNESS_LIBVIRT_FENCE=off)', () => {
+    expect(linesWith(domainXml(domain()), '<interface')[0]).toContain("<filterref filter='vmharness-fence'/>")
+    expect(linesWith(domainXml(domain({ fenced: true })), '<interface')[0]).toContain("<filterref filter='vmharness-fence'/>")
+    expect(linesWith(domainXml(domain({ fenced: false })), '<interface')[0]).not.toContain('filterref')
+  })
+
   it('asks for no USB controller and no balloon (libvirt adds both by default)', () => {
     const xml = domainXml(domain())
     expect(linesWith(xml, '<controller')).toEqual(["    <controller type='usb' model='none'/>"])

@@ -22,6 +22,8 @@ export interface DomainDefinition {
   consoleLog: string
   /** The run that made the domain (its tag's `run`). */
   run: string
+  /** The NIC references the fence filter (guest-fence.ts); off only where VMHARNESS_LIBVIRT_FENCE=off asks. Absent in older saved states: fenced. */
+  fenced?: boolean
 }
 
 /** The domain XML of one VM, every value escaped. */
@@ -56,7 +58,7 @@ export function domainXml(domain: DomainDefinition): string {
     '  <devices>',
     `    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${attribute(domain.disk)}'/><target dev='vda' bus='virtio'/></disk>`,
     ...(domain.seed ? [`    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${attribute(domain.seed)}'/><target dev='vdb' bus='virtio'/><readonly/></disk>`] : []),
-    `    <interface type='network'><source network='${attribute(domain.network)}'/><mac address='${attribute(domain.mac)}'/><model type='virtio'/><filterref filter='${fenceFilterName}'/></interface>`,
+    `    <interface type='network'><source network='${attribute(domain.network)}'/><mac address='${attribute(domain.mac)}'/><model type='virtio'/>${domain.fenced === false ? '' : `<filterref filter='${fenceFilterName}'/>`}</interface>`,
     // append: a revert or restore would otherwise empty the log.
     `    <serial type='file'><source path='${attribute(domain.consoleLog)}' append='on'/><target port='0'/></serial>`,
     "    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>",

@@ -4,6 +4,15 @@ import { join } from 'node:path'
 import { HostError } from '../../errors.js'
 import type { LibvirtConnection } from './libvirt-connection.js'
 
+/**
+ * Whether new VMs are fenced: yes unless VMHARNESS_LIBVIRT_FENCE=off. The fence costs ~1.7 s per
+ * domain start or restore here (libvirt instantiating the filter; measured 2026-12), which a
+ * suite of trusted guests may choose to save.
+ */
+export function fenceWanted(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.VMHARNESS_LIBVIRT_FENCE !== 'off'
+}
+
 /** The nwfilter every VM's NIC references; defined once per host and left there, like the pool. */
 export const fenceFilterName = 'vmharness-fence'
 

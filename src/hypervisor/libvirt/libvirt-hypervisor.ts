@@ -9,7 +9,7 @@ import type { ConsoleEndpoint, Hypervisor, PrepareOptions, SnapshotInfo, Snapsho
 import { checkSnapshotName } from '../qemu/named-snapshots.js'
 import { DomainEvents } from './domain-events.js'
 import { domainXml } from './domain-xml.js'
-import { ensureFenceFilter } from './guest-fence.js'
+import { ensureFenceFilter, fenceWanted } from './guest-fence.js'
 import { libvirtAccelerator } from './libvirt-accelerator.js'
 import { prepareLibvirtClone, readLibvirtSavedState } from './libvirt-clone.js'
 import { libvirtConnection, type LibvirtConnection } from './libvirt-connection.js'
@@ -47,7 +47,7 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
     return this.hosts.get(target.uri, async () => {
       const connection = await libvirtConnection(target)
       const pool = await ensurePool(connection)
-      await ensureFenceFilter(connection)
+      if (fenceWanted()) await ensureFenceFilter(connection)
       await sweepDeadRuns(connection, pool)
       await registerRun(connection, pool)
       return { connection, pool, events: new DomainEvents(connection.virshPath, connection.uri) }

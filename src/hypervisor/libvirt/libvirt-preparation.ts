@@ -14,6 +14,7 @@ import type { LibvirtConnection } from './libvirt-connection.js'
 import { leasedAddress, type LibvirtVm } from './libvirt-vm.js'
 import { createManagementNetwork } from './management-network.js'
 import { runTag } from './run-tag.js'
+import { fenceWanted } from './guest-fence.js'
 import { createOverlay, fileFormat, uploadOnce, uploadVolume, volumePath, type Pool } from './storage-pool.js'
 
 export interface PreparedLibvirtVm {
@@ -73,6 +74,7 @@ export async function prepareLibvirtBoot(spec: ResolvedSpec, options: PrepareOpt
       mac,
       consoleLog: volumePath(pool, consoleLog),
       run: await runTag(),
+      fenced: fenceWanted(),
     }
     record.ssh = endpointFor(record, { user: image.sshUser, privateKey: clientKey.privateKey, hostKey: hostKey.publicKey })
     return { record, handle: handleFor(id, spec, record, { readyMarker: image.readyMarker, failureMarker: image.failureMarker, readyCommand: image.readyCommand }) }
