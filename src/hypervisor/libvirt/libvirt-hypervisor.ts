@@ -1,12 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { rm, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { rm } from 'node:fs/promises'
 import { HypervisorError, SpecError, UnsupportedError } from '../../errors.js'
 import { consoleLogTail, consoleTextTail } from '../console-text.js'
 import type { ResolvedSpec } from '../../spec/vm-spec.js'
 import type { RestoreOptions, Snapshotting, Suspending } from '../capabilities.js'
 import type { ConsoleEndpoint, Hypervisor, PrepareOptions, SnapshotInfo, SnapshotOptions, StartVmOptions, VmHandle, VmState } from '../hypervisor.js'
 import { checkSnapshotName } from '../qemu/named-snapshots.js'
+import { createDomain } from './domain-create.js'
 import { DomainEvents } from './domain-events.js'
 import { domainXml } from './domain-xml.js'
 import { ensureFenceFilter, fenceWanted } from './guest-fence.js'
@@ -89,10 +89,8 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
       else await this.renewLease(record)
       return
     }
-    const file = join(record.dir, 'domain.xml')
-    await writeFile(file, domainXml(record.definition), { mode: 0o600 })
     try {
-      await record.connection.run(['create', file])
+      await createDomain(record)
     } catch (error) {
       const message = (error as Error).message
       if (/already exists/.test(message)) {
