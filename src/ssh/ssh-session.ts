@@ -94,7 +94,7 @@ export class SshSession {
             throw error
           }
         },
-        { retries: Number.MAX_SAFE_INTEGER, minTimeout: 50, maxTimeout: 250, factor: 1.5, randomize: false, maxRetryTime: options.timeoutMs, signal: options.signal },
+        { retries: Number.MAX_SAFE_INTEGER, minTimeout: 50, maxTimeout: 100, factor: 1.5, randomize: false, maxRetryTime: options.timeoutMs, signal: options.signal },
       )
       return new SshSession(client.client, endpoint, client.stream)
     } catch (error) {
