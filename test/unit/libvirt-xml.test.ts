@@ -128,7 +128,7 @@ describe('domainXml', () => {
     expect(linesWith(xml, '<serial')).toEqual(["    <serial type='file'><source path='/pool/vmh-3f2a-web-console.log' append='on'/><target port='0'/></serial>"])
     expect(xml).toContain("<memory unit='MiB'>1536</memory>")
     expect(xml).toContain('<vcpu>3</vcpu>')
-    expect(xml).toContain("<interface type='network'><source network='vmh-net-9'/><mac address='52:54:00:aa:bb:cc'/><model type='virtio'/><filterref filter='vmharness-fence'/></interface>")
+    expect(xml).toContain("<interface type='network'><source network='vmh-net-9'/><mac address='52:54:00:aa:bb:cc'/><model type='virtio'/><address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/><filterref filter='vmharness-fence'/></interface>")
     expect(xml).toContain('<name>vmh-3f2a-web</name>')
     expect(xml).toContain('<uuid>0b7e2c52-2d5a-4f4e-9a45-3f1d2f6a2b10</uuid>')
   })
@@ -143,6 +143,23 @@ describe('domainXml', () => {
     const xml = domainXml(domain())
     expect(linesWith(xml, '<controller')).toEqual(["    <controller type='usb' model='none'/>"])
     expect(linesWith(xml, '<memballoon')).toEqual(["    <memballoon model='none'/>"])
+  })
+
+  it('puts every PCI device on the root bus, each in a slot of its own (no PCIe root ports)', () => {
+    const xml = domainXml(domain())
+    const slots = [...xml.matchAll(/<address type='pci' domain='0x0000' bus='0x00' slot='(0x[0-9a-f]{2})' function='0x0'\/>/g)].map((match) => match[1])
+    expect(slots).toEqual(['0x03', '0x04', '0x02', '0x05'])
+    expect(linesWith(xml, '<address')).toHaveLength(4)
+  })
+
+  it('asks for io_uring and a firmware ROM only when the definition has them', () => {
+    const plain = domainXml(domain())
+    expect(plain).not.toContain('<loader')
+    expect(plain).not.toContain(' io=')
+    const fast = domainXml(domain({ diskIo: 'io_uring', firmware: '/usr/share/qemu/qboot.rom' }))
+    expect(linesWith(fast, '<loader')).toEqual(["    <loader type='rom'>/usr/share/qemu/qboot.rom</loader>"])
+    expect(linesWith(fast, "dev='vda'")[0]).toContain("<driver name='qemu' type='qcow2' io='io_uring'/>")
+    expect(linesWith(fast, "dev='vdb'")[0]).toContain("<driver name='qemu' type='raw'/>")
   })
 })
 
@@ -201,6 +218,7 @@ describe.skipIf(!existsSync(virsh))('libvirt itself reads the XML back (virsh on
       network: `net ${tricky}`,
       consoleLog: `/pool/${tricky}.log`,
       run: `run ${tricky}`,
+      ...(type === 'qemu' ? { diskIo: 'io_uring' as const, firmware: `/fw/${tricky}/qboot.rom` } : {}),
     })
     await run.run(['define', '--validate', await file(`${type}.xml`, domainXml(definition))], 10_000)
     expect((await run.run(['domname', uuid], 5000)).trim()).toBe(definition.name)
@@ -216,6 +234,9 @@ describe.skipIf(!existsSync(virsh))('libvirt itself reads the XML back (virsh on
     // No match prints nothing: the cpu element is there under KVM only.
     expect(await xpath('/domain/cpu/@mode')).toBe(type === 'kvm' ? 'mode="host-passthrough"' : '')
     expect(await xpath('/domain/features/acpi')).toBe('<acpi/>')
+    expect(await xpath('/domain/os/loader/text()')).toBe(definition.firmware ?? '')
+    expect(await xpath('/domain/devices/disk[1]/driver/@io')).toBe(definition.diskIo ? `io="${definition.diskIo}"` : '')
+    expect(await xpath('/domain/devices/interface/address/@slot')).toBe('slot="0x02"')
     expect(unescape((await run.run(['metadata', uuid, metadataNamespace], 5000)).trim())).toBe(`<tag run="${definition.run}"/>`)
     const info = await run.run(['dominfo', uuid], 5000)
     expect(info).toMatch(/^Max memory:\s+393216 KiB$/m)

@@ -1,21 +1,25 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { markIoUringRefused, refusedIoUring } from './disk-io.js'
+import { markRefused, refusedExtra } from './domain-extras.js'
 import { domainXml } from './domain-xml.js'
 import type { LibvirtVm } from './libvirt-vm.js'
 
 /**
- * `virsh create` of a VM's domain from its definition. Where the host refuses io_uring, the
- * domain is created again with QEMU's thread pool, and the host's later domains go without it.
+ * `virsh create` of a VM's domain from its definition. Where the host refuses one of the
+ * domain's extras (domain-extras.ts), the domain is created again without it, and the host's
+ * later domains go without it too.
  */
 export async function createDomain(record: Pick<LibvirtVm, 'connection' | 'dir' | 'definition'>): Promise<void> {
-  try {
-    await createFromDefinition(record)
-  } catch (error) {
-    if (!record.definition.diskIo || !refusedIoUring(error)) throw error
-    markIoUringRefused(record.connection.uri)
-    record.definition = { ...record.definition, diskIo: undefined }
-    await createFromDefinition(record)
+  for (;;) {
+    try {
+      await createFromDefinition(record)
+      return
+    } catch (error) {
+      const extra = refusedExtra(record.definition, error)
+      if (!extra) throw error
+      markRefused(record.connection.uri, extra)
+      record.definition = { ...record.definition, [extra]: undefined }
+    }
   }
 }
 

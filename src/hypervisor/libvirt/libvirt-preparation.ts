@@ -12,7 +12,7 @@ import type { ExitInfo, PrepareOptions, SshEndpoint, VmHandle } from '../hypervi
 import type { DomainDefinition } from './domain-xml.js'
 import type { LibvirtConnection } from './libvirt-connection.js'
 import { leasedAddress, type LibvirtVm } from './libvirt-vm.js'
-import { diskIoFor } from './disk-io.js'
+import { extrasFor } from './domain-extras.js'
 import { createManagementNetwork } from './management-network.js'
 import { runTag } from './run-tag.js'
 import { fenceWanted } from './guest-fence.js'
@@ -73,7 +73,7 @@ export async function prepareLibvirtBoot(spec: ResolvedSpec, options: PrepareOpt
       cpus: spec.cpus,
       kernel: kernel ? { path: volumePath(pool, kernel), initrd: initrd ? volumePath(pool, initrd) : undefined, cmdline: [...image.kernelArgs, ...(accel === 'tcg' ? ['tsc=reliable'] : []), ...spec.kernelArgs].join(' ') } : undefined,
       disk: volumePath(pool, overlay),
-      diskIo: diskIoFor(connection.uri),
+      ...extrasFor(connection.uri, kernel !== undefined),
       seed: volumePath(pool, seed),
       network: record.network.name,
       mac,

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { diskIoFor } from '../../src/hypervisor/libvirt/disk-io.js'
+import { extrasFor, qbootPath } from '../../src/hypervisor/libvirt/domain-extras.js'
 import { createDomain } from '../../src/hypervisor/libvirt/domain-create.js'
 import type { DomainDefinition } from '../../src/hypervisor/libvirt/domain-xml.js'
 import type { LibvirtConnection } from '../../src/hypervisor/libvirt/libvirt-connection.js'
@@ -15,8 +15,10 @@ const definition: DomainDefinition = {
   machine: 'q35',
   memoryMiB: 256,
   cpus: 1,
+  kernel: { path: '/pool/vmh-img-ab-kernel', initrd: undefined, cmdline: 'console=ttyS0' },
   disk: '/pool/vmh-run1-ab12-disk-0.qcow2',
   diskIo: 'io_uring',
+  firmware: qbootPath,
   seed: undefined,
   network: 'vmh-run1-ab12',
   mac: '52:54:00:aa:bb:cc',
@@ -40,7 +42,10 @@ function host(uri: string, refusals: string[]): { connection: LibvirtConnection;
   return { connection, created }
 }
 
-describe("a domain's disk I/O mode", () => {
+const diskIoFor = (uri: string) => extrasFor(uri, true).diskIo
+const firmwareFor = (uri: string) => extrasFor(uri, true).firmware
+
+describe("a domain's extras: io_uring disk I/O and qboot firmware", () => {
   let dir = ''
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'vmharness-disk-io-'))
@@ -49,13 +54,15 @@ describe("a domain's disk I/O mode", () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  it('is io_uring on a host that has not refused it', async () => {
-    const { connection, created } = host('qemu+ssh://root@hv-fine/system', [])
-    const record = { connection, dir, definition: { ...definition } }
-    await createDomain(record)
+  it('are both asked for on a host that has not refused them; qboot only where the kernel is booted directly', async () => {
+    const uri = 'qemu+ssh://root@hv-fine/system'
+    expect(extrasFor(uri, true)).toEqual({ diskIo: 'io_uring', firmware: '/usr/share/qemu/qboot.rom' })
+    expect(extrasFor(uri, false)).toEqual({ diskIo: 'io_uring', firmware: undefined })
+    const { connection, created } = host(uri, [])
+    await createDomain({ connection, dir, definition: { ...definition } })
     expect(created).toHaveLength(1)
     expect(created[0]).toContain("<driver name='qemu' type='qcow2' io='io_uring'/>")
-    expect(diskIoFor('qemu+ssh://root@hv-fine/system')).toBe('io_uring')
+    expect(created[0]).toContain("<loader type='rom'>/usr/share/qemu/qboot.rom</loader>")
   })
 
   it("falls back to QEMU's thread pool once libvirt refuses io_uring, for that host only", async () => {
@@ -66,8 +73,10 @@ describe("a domain's disk I/O mode", () => {
     expect(created).toHaveLength(2)
     expect(created[0]).toContain("io='io_uring'")
     expect(created[1]).toContain("<driver name='qemu' type='qcow2'/>")
+    expect(created[1]).toContain('qboot.rom')
     expect(record.definition.diskIo).toBeUndefined()
     expect(diskIoFor(uri)).toBeUndefined()
+    expect(firmwareFor(uri)).toBe(qbootPath)
     expect(diskIoFor('qemu+ssh://root@hv-other/system')).toBe('io_uring')
   })
 
@@ -81,13 +90,35 @@ describe("a domain's disk I/O mode", () => {
     expect(diskIoFor(uri)).toBeUndefined()
   })
 
-  it('is kept, and the error passed on, when a start fails for another reason', async () => {
+  it("falls back to the machine's own firmware where the host has no qboot (libvirt's refusal names the path)", async () => {
+    const uri = 'qemu+ssh://root@hv-fedora/system'
+    const { connection, created } = host(uri, [`Path '${qbootPath}' is not accessible: No such file or directory`])
+    const record = { connection, dir, definition: { ...definition } }
+    await createDomain(record)
+    expect(created).toHaveLength(2)
+    expect(created[1]).not.toContain('<loader')
+    expect(created[1]).toContain("io='io_uring'")
+    expect(firmwareFor(uri)).toBeUndefined()
+    expect(diskIoFor(uri)).toBe('io_uring')
+  })
+
+  it('drops each refused extra in turn on a host that refuses both', async () => {
+    const uri = 'qemu+ssh://root@hv-bare/system'
+    const { connection, created } = host(uri, [`Path '${qbootPath}' is not accessible: No such file or directory`, 'unsupported configuration: io uring is not supported by this QEMU binary'])
+    await createDomain({ connection, dir, definition: { ...definition } })
+    expect(created).toHaveLength(3)
+    expect(created[2]).not.toContain('<loader')
+    expect(created[2]).not.toContain('io_uring')
+    expect(extrasFor(uri, true)).toEqual({ diskIo: undefined, firmware: undefined })
+  })
+
+  it('are kept, and the error passed on, when a start fails for another reason', async () => {
     const uri = 'qemu+ssh://root@hv-busy/system'
     const { connection, created } = host(uri, ["operation failed: domain 'vmh-run1-ab12' already exists with uuid 0b7e2c52"])
     const error = await createDomain({ connection, dir, definition: { ...definition } }).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(LibvirtError)
     expect((error as Error).message).toContain('already exists')
     expect(created).toHaveLength(1)
-    expect(diskIoFor(uri)).toBe('io_uring')
+    expect(extrasFor(uri, true)).toEqual({ diskIo: 'io_uring', firmware: qbootPath })
   })
 })
