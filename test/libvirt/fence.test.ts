@@ -1,9 +1,12 @@
 import { once } from 'node:events'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest'
 import { Vm } from '../../src/machine/vm.js'
 import { skipBecause } from '../helpers/skip.js'
-import { sandbox, sandboxMissing } from '../helpers/libvirt-sandbox.js'
+import { sandbox, sandboxMissing, virsh } from '../helpers/libvirt-sandbox.js'
+import { runDir } from '../../src/host/run-dir.js'
 
 let vm: Vm | undefined
 let server: Server | undefined
@@ -54,4 +57,16 @@ it("a guest reaches nothing of the hypervisor host's through its network's bridg
   expect(fetched).toMatch(/exit [1-9]/)
   // SSH from the host still answers through the fence.
   expect(await guest.succeed('echo still here')).toBe('still here\n')
+})
+
+it('the fence goes on while the guest boots: the domain starts with its link down and no filter, and runs with the filter and its link up', async () => {
+  const guest = vm as Vm
+  const created = await readFile(join((await runDir()).path, `vm-${guest.handle.id}`, 'domain.xml'), 'utf8')
+  const createdNic = /<interface[\s\S]*?<\/interface>/.exec(created)?.[0] ?? ''
+  expect(createdNic).toContain("<link state='down'/>")
+  expect(createdNic).not.toContain('filterref')
+  const domain = /<name>([^<]+)<\/name>/.exec(created)?.[1] as string
+  const liveNic = /<interface[\s\S]*?<\/interface>/.exec(await virsh('dumpxml', domain))?.[0] ?? ''
+  expect(liveNic).toMatch(/<filterref filter=["']vmharness-fence["']\/>/)
+  expect(liveNic).toMatch(/<link state=["']up["']\/>/)
 })

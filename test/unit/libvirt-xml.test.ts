@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { domainXml, metadataNamespace, networkXml, type DomainDefinition, type NetworkDefinition } from '../../src/hypervisor/libvirt/domain-xml.js'
+import { domainXml, interfaceXml, metadataNamespace, networkXml, type DomainDefinition, type NetworkDefinition } from '../../src/hypervisor/libvirt/domain-xml.js'
 import { VirshShell } from '../../src/hypervisor/libvirt/virsh-shell.js'
 
 const virsh = '/usr/bin/virsh'
@@ -137,6 +137,17 @@ describe('domainXml', () => {
     expect(linesWith(domainXml(domain()), '<interface')[0]).toContain("<filterref filter='vmharness-fence'/>")
     expect(linesWith(domainXml(domain({ fenced: true })), '<interface')[0]).toContain("<filterref filter='vmharness-fence'/>")
     expect(linesWith(domainXml(domain({ fenced: false })), '<interface')[0]).not.toContain('filterref')
+  })
+
+  it('starts a fenced NIC with its link down and no filter when the fence goes on after the start; the fenced NIC for that update', () => {
+    const starting = linesWith(domainXml(domain(), { fenceAfterStart: true }), '<interface')[0] as string
+    expect(starting).toContain("<link state='down'/>")
+    expect(starting).not.toContain('filterref')
+    expect(linesWith(domainXml(domain()), '<interface')[0]).not.toContain('<link')
+    const update = interfaceXml(domain(), { fenced: true, linkUp: false })
+    expect(update).toContain("<filterref filter='vmharness-fence'/><link state='down'/></interface>")
+    expect(update).toContain("<mac address='52:54:00:3f:2a:01'/>")
+    expect(update).toContain("slot='0x02'")
   })
 
   it('asks for no USB controller and no balloon (libvirt adds both by default)', () => {

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { markRefused, refusedExtra } from './domain-extras.js'
-import { domainXml } from './domain-xml.js'
+import { domainXml, type DomainXmlOptions } from './domain-xml.js'
 import type { LibvirtVm } from './libvirt-vm.js'
 
 /**
@@ -9,10 +9,10 @@ import type { LibvirtVm } from './libvirt-vm.js'
  * domain's extras (domain-extras.ts), the domain is created again without it, and the host's
  * later domains go without it too.
  */
-export async function createDomain(record: Pick<LibvirtVm, 'connection' | 'dir' | 'definition'>): Promise<void> {
+export async function createDomain(record: Pick<LibvirtVm, 'connection' | 'dir' | 'definition'>, options: DomainXmlOptions = {}): Promise<void> {
   for (;;) {
     try {
-      await createFromDefinition(record)
+      await createFromDefinition(record, options)
       return
     } catch (error) {
       const extra = refusedExtra(record.definition, error)
@@ -23,8 +23,8 @@ export async function createDomain(record: Pick<LibvirtVm, 'connection' | 'dir' 
   }
 }
 
-async function createFromDefinition(record: Pick<LibvirtVm, 'connection' | 'dir' | 'definition'>): Promise<void> {
+async function createFromDefinition(record: Pick<LibvirtVm, 'connection' | 'dir' | 'definition'>, options: DomainXmlOptions): Promise<void> {
   const file = join(record.dir, 'domain.xml')
-  await writeFile(file, domainXml(record.definition), { mode: 0o600 })
+  await writeFile(file, domainXml(record.definition, options), { mode: 0o600 })
   await record.connection.run(['create', file])
 }

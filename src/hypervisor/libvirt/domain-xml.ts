@@ -30,8 +30,16 @@ export interface DomainDefinition {
   fenced?: boolean
 }
 
+/**
+ * How a domain starts: as defined, or with its NIC's link down and without its fence, for the
+ * fence to be put in place while the guest boots (fence-after-start.ts).
+ */
+export interface DomainXmlOptions {
+  fenceAfterStart?: boolean
+}
+
 /** The domain XML of one VM, every value escaped. */
-export function domainXml(domain: DomainDefinition): string {
+export function domainXml(domain: DomainDefinition, options: DomainXmlOptions = {}): string {
   const boot = domain.kernel
     ? [
         `    <kernel>${text(domain.kernel.path)}</kernel>`,
@@ -63,7 +71,7 @@ export function domainXml(domain: DomainDefinition): string {
     '  <devices>',
     `    <disk type='file' device='disk'><driver name='qemu' type='qcow2'${domain.diskIo ? ` io='${domain.diskIo}'` : ''}/><source file='${attribute(domain.disk)}'/><target dev='vda' bus='virtio'/>${onRootBus(3)}</disk>`,
     ...(domain.seed ? [`    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${attribute(domain.seed)}'/><target dev='vdb' bus='virtio'/><readonly/>${onRootBus(4)}</disk>`] : []),
-    `    <interface type='network'><source network='${attribute(domain.network)}'/><mac address='${attribute(domain.mac)}'/><model type='virtio'/>${onRootBus(2)}${domain.fenced === false ? '' : `<filterref filter='${fenceFilterName}'/>`}</interface>`,
+    `    ${interfaceXml(domain, options.fenceAfterStart ? { fenced: false, linkUp: false } : { fenced: domain.fenced !== false, linkUp: true })}`,
     // append: a revert or restore would otherwise empty the log.
     `    <serial type='file'><source path='${attribute(domain.consoleLog)}' append='on'/><target port='0'/></serial>`,
     `    <rng model='virtio'><backend model='random'>/dev/urandom</backend>${onRootBus(5)}</rng>`,
@@ -75,6 +83,13 @@ export function domainXml(domain: DomainDefinition): string {
     '</domain>',
     '',
   ].join('\n')
+}
+
+/** The NIC of a domain: on its network, on the root bus, fenced or not, its link up or down. */
+export function interfaceXml(domain: DomainDefinition, state: { fenced: boolean; linkUp: boolean }): string {
+  const fence = state.fenced ? `<filterref filter='${fenceFilterName}'/>` : ''
+  const link = state.linkUp ? '' : "<link state='down'/>"
+  return `<interface type='network'><source network='${attribute(domain.network)}'/><mac address='${attribute(domain.mac)}'/><model type='virtio'/>${onRootBus(2)}${fence}${link}</interface>`
 }
 
 export interface NetworkDefinition {

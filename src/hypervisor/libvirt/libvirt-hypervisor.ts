@@ -9,6 +9,7 @@ import { checkSnapshotName } from '../qemu/named-snapshots.js'
 import { createDomain } from './domain-create.js'
 import { DomainEvents } from './domain-events.js'
 import { domainXml } from './domain-xml.js'
+import { fenceStartedDomain } from './fence-after-start.js'
 import { ensureFenceFilter, fenceWanted } from './guest-fence.js'
 import { libvirtAccelerator } from './libvirt-accelerator.js'
 import { prepareLibvirtClone, readLibvirtSavedState } from './libvirt-clone.js'
@@ -89,8 +90,9 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
       else await this.renewLease(record)
       return
     }
+    const fenceAfterStart = record.definition.fenced !== false
     try {
-      await createDomain(record)
+      await createDomain(record, { fenceAfterStart })
     } catch (error) {
       const message = (error as Error).message
       if (/already exists/.test(message)) {
@@ -98,6 +100,7 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
       }
       throw new HypervisorError(`libvirt could not start the domain: ${message}`, { vm: vm.name, cause: error, consoleTail: await this.consoleTail(vm, 20) })
     }
+    if (fenceAfterStart) await fenceStartedDomain(record, vm.name)
   }
 
   async stop(vm: VmHandle, timeoutMs: number): Promise<void> {
