@@ -1,6 +1,7 @@
 // The libvirt backend against the QEMU backend, in one run (ratios: these machines are shared and
 // noisy): cold boot → first command, and restore → first command for both snapshot kinds; then
-// libvirt through qemu+ssh:// (an sshd on 127.0.0.1) against libvirt on this host. Runs inside
+// libvirt through qemu+ssh:// (an sshd on 127.0.0.1) against libvirt on this host; and a boot with
+// machine 'pc' on both backends. Runs inside
 // scripts/libvirt-sandbox: `npm run bench:libvirt`. Rounds: --boot-rounds N --restore-rounds N
 // (or BENCH_BOOT_ROUNDS, BENCH_RESTORE_ROUNDS); defaults 5 and 8. Backends alternate per round.
 import { Vm } from '../src/machine/vm.js'
@@ -83,6 +84,22 @@ function row(label: string, times: Record<Target, number[]>): void {
 for (const target of Object.keys(targets) as Target[]) await boot(target)
 const boots = Object.fromEntries(Object.keys(targets).map((t) => [t, [] as number[]])) as Record<Target, number[]>
 for (let round = 0; round < bootRounds; round++) for (const target of Object.keys(targets) as Target[]) boots[target].push(await boot(target))
+// The same boot with machine 'pc' on both backends (i440fx and SeaBIOS on each): what libvirt
+// itself adds, without the QEMU backend's microvm against libvirt's q35.
+const pcTargets = { qemu: { ...targets.qemu, machine: 'pc' }, libvirt: { ...targets['libvirt (this host)'], machine: 'pc' } } satisfies Record<string, VmSpec>
+const pcBoots = { qemu: [] as number[], libvirt: [] as number[] }
+for (let round = 0; round < bootRounds; round++) {
+  for (const target of ['qemu', 'libvirt'] as const) {
+    let vm: Vm | undefined
+    pcBoots[target].push(
+      await timeIt(async () => {
+        vm = await Vm.start({ ...pcTargets[target], name: 'bench-pc' }, { onProgress: () => undefined })
+        await vm.exec('true')
+      }),
+    )
+    await vm?.destroy()
+  }
+}
 const internal = await restores('internal')
 const external = await restores('external')
 
@@ -92,6 +109,9 @@ say('|---|---|---|---|---|---|')
 row('cold boot → first command', boots)
 row('restore → first command (internal snapshot)', internal)
 row('restore → first command (saved state)', external)
-for (const [label, times] of [['boot', boots], ['internal', internal], ['external', external]] as const) {
+const pcQemu = median(pcBoots.qemu)
+const pcLibvirt = median(pcBoots.libvirt)
+say(`| cold boot → first command, machine 'pc' on both | ${seconds(pcQemu)} | ${seconds(pcLibvirt)} | ${(pcLibvirt / pcQemu).toFixed(2)}x | | |`)
+for (const [label, times] of [['boot', boots], ['internal', internal], ['external', external], ['boot (pc)', pcBoots]] as const) {
   say(`${label}: ${Object.entries(times).map(([t, v]) => `${t} [${(v as number[]).map((ms) => (ms / 1000).toFixed(2)).join(', ')}]`).join('; ')}`)
 }
