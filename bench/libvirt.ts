@@ -84,8 +84,9 @@ function row(label: string, times: Record<Target, number[]>): void {
 for (const target of Object.keys(targets) as Target[]) await boot(target)
 const boots = Object.fromEntries(Object.keys(targets).map((t) => [t, [] as number[]])) as Record<Target, number[]>
 for (let round = 0; round < bootRounds; round++) for (const target of Object.keys(targets) as Target[]) boots[target].push(await boot(target))
-// The same boot with machine 'pc' on both backends (i440fx and SeaBIOS on each): what libvirt
-// itself adds, without the QEMU backend's microvm against libvirt's q35.
+// The same boot with machine 'pc' on both backends (i440fx on each; the QEMU backend boots it
+// through SeaBIOS, libvirt through qboot): what libvirt adds on an equal machine type, without
+// the QEMU backend's microvm against libvirt's q35.
 const pcTargets = { qemu: { ...targets.qemu, machine: 'pc' }, libvirt: { ...targets['libvirt (this host)'], machine: 'pc' } } satisfies Record<string, VmSpec>
 const pcBoots = { qemu: [] as number[], libvirt: [] as number[] }
 for (let round = 0; round < bootRounds; round++) {

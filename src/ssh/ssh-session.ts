@@ -94,6 +94,8 @@ export class SshSession {
             throw error
           }
         },
+        // At most 100 ms apart: a libvirt guest is polled this way until its sshd listens (each attempt
+        // one `virsh domifaddr`, a few ms), and a longer gap was time lost after it began to listen.
         { retries: Number.MAX_SAFE_INTEGER, minTimeout: 50, maxTimeout: 100, factor: 1.5, randomize: false, maxRetryTime: options.timeoutMs, signal: options.signal },
       )
       return new SshSession(client.client, endpoint, client.stream)

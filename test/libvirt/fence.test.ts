@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest'
+import type { LibvirtHypervisor } from '../../src/hypervisor/libvirt/libvirt-hypervisor.js'
 import { Vm } from '../../src/machine/vm.js'
 import { skipBecause } from '../helpers/skip.js'
 import { sandbox, sandboxMissing, virsh } from '../helpers/libvirt-sandbox.js'
@@ -29,6 +30,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await vm?.destroy()
+  await unfenced?.destroy()
   server?.close()
 })
 
@@ -39,11 +41,27 @@ async function readThroughBridge(guest: Vm): Promise<string> {
   return (await guest.exec(`nc -w 3 ${a}.${b}.${c}.${d - 1} ${port} </dev/null; echo "exit $?"`)).stdout
 }
 
+/** The domain a VM runs as, from the XML it was made with. */
+function domainOf(guest: Vm): string {
+  return /<name>([^<]+)<\/name>/.exec((guest.hypervisor as LibvirtHypervisor).domainXml(guest.handle))?.[1] as string
+}
+
+/** The NIC of a domain as libvirt runs it now. */
+async function liveNic(guest: Vm): Promise<string> {
+  return /<interface[\s\S]*?<\/interface>/.exec(await virsh('dumpxml', domainOf(guest)))?.[0] ?? ''
+}
+
+let unfenced: Vm | undefined
+let unfencedSnapshot = ''
+
 it('VMHARNESS_LIBVIRT_FENCE=off leaves the fence out: that guest reads the host service (what the fence stops)', async () => {
   process.env.VMHARNESS_LIBVIRT_FENCE = 'off'
   try {
-    await using open = await Vm.start({ image: 'tiny', backend: 'libvirt', libvirtUri: sandbox?.localUri, name: 'unfenced' })
+    // Kept until the end: a clone below starts from its snapshot, which goes with it.
+    const open = (unfenced = await Vm.start({ image: 'tiny', backend: 'libvirt', libvirtUri: sandbox?.localUri, name: 'unfenced' }))
+    expect(await liveNic(open)).not.toContain('filterref')
     expect(await readThroughBridge(open)).toContain('secret-from-the-hypervisor-host')
+    unfencedSnapshot = (await open.snapshot('unfenced', { kind: 'external' })).path as string
   } finally {
     delete process.env.VMHARNESS_LIBVIRT_FENCE
   }
@@ -65,8 +83,18 @@ it('the fence goes on while the guest boots: the domain starts with its link dow
   const createdNic = /<interface[\s\S]*?<\/interface>/.exec(created)?.[0] ?? ''
   expect(createdNic).toContain("<link state='down'/>")
   expect(createdNic).not.toContain('filterref')
-  const domain = /<name>([^<]+)<\/name>/.exec(created)?.[1] as string
-  const liveNic = /<interface[\s\S]*?<\/interface>/.exec(await virsh('dumpxml', domain))?.[0] ?? ''
-  expect(liveNic).toMatch(/<filterref filter=["']vmharness-fence["']\/>/)
-  expect(liveNic).toMatch(/<link state=["']up["']\/>/)
+  const live = await liveNic(guest)
+  expect(live).toMatch(/<filterref filter=["']vmharness-fence["']\/>/)
+  expect(live).toMatch(/<link state=["']up["']\/>/)
+})
+
+it('a clone is fenced: of a fenced guest, and of a guest saved unfenced when this run fences its guests', async () => {
+  const fencedSnapshot = (await (vm as Vm).snapshot('fenced', { kind: 'external' })).path as string
+  for (const from of [fencedSnapshot, unfencedSnapshot]) {
+    await using clone = await Vm.start({ restoreFrom: from, name: 'fenced-clone' })
+    expect(await liveNic(clone)).toMatch(/<filterref filter=["']vmharness-fence["']\/>/)
+    const fetched = await readThroughBridge(clone)
+    expect(fetched).not.toContain('secret-from-the-hypervisor-host')
+    expect(fetched).toMatch(/exit [1-9]/)
+  }
 })

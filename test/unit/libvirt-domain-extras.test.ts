@@ -112,6 +112,17 @@ describe("a domain's extras: io_uring disk I/O and qboot firmware", () => {
     expect(extrasFor(uri, true)).toEqual({ diskIo: undefined, firmware: undefined })
   })
 
+  it("are kept when QEMU fails on the disk for another reason, though its message quotes the disk's aio setting", async () => {
+    const uri = 'qemu+ssh://root@hv-locked-disk/system'
+    const { connection, created } = host(uri, [
+      'internal error: qemu unexpectedly closed the monitor: qemu-system-x86_64: -blockdev {"driver":"file","filename":"/pool/x.qcow2","aio":"io_uring","node-name":"libvirt-2-storage"}: Failed to get "write" lock',
+    ])
+    const error = await createDomain({ connection, dir, definition: { ...definition } }).catch((e: unknown) => e)
+    expect((error as Error).message).toContain('Failed to get "write" lock')
+    expect(created).toHaveLength(1)
+    expect(extrasFor(uri, true)).toEqual({ diskIo: 'io_uring', firmware: qbootPath })
+  })
+
   it('are kept, and the error passed on, when a start fails for another reason', async () => {
     const uri = 'qemu+ssh://root@hv-busy/system'
     const { connection, created } = host(uri, ["operation failed: domain 'vmh-run1-ab12' already exists with uuid 0b7e2c52"])

@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { HypervisorError } from '../../src/errors.js'
 import type { DomainDefinition } from '../../src/hypervisor/libvirt/domain-xml.js'
-import { fenceStartedDomain } from '../../src/hypervisor/libvirt/fence-after-start.js'
+import { fenceStartedDomain, fencesAfterStart } from '../../src/hypervisor/libvirt/fence-after-start.js'
+import { withFence } from '../../src/hypervisor/libvirt/guest-fence.js'
 import type { LibvirtConnection } from '../../src/hypervisor/libvirt/libvirt-connection.js'
 import { LibvirtError } from '../../src/hypervisor/libvirt/libvirt-error.js'
 
@@ -59,11 +60,40 @@ describe('the fence put on after the start', () => {
     expect(updates[0]).toContain("<filterref filter='vmharness-fence'/><link state='down'/>")
   })
 
-  it('stops the domain, its link never up, when the filter cannot go on; the error says so', async () => {
+  it("stops the domain, its link never up, when the filter cannot go on; the stop is the harness's, and the error says so", async () => {
     const { connection, commands } = host('update-device')
+    const record: { connection: LibvirtConnection; dir: string; definition: DomainDefinition; stopping?: string } = { connection, dir, definition }
+    const error = await fenceStartedDomain(record as never, 'web').catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(HypervisorError)
+    expect((error as Error).message).toMatch(/could not fence the guest off the hypervisor host, so it was stopped with its network still down: .*referenced filter 'vmharness-fence' is missing/)
+    expect(commands.map((command) => command.split(' ')[0])).toEqual(['update-device', 'destroy'])
+    expect(record.stopping).toBe('sigkill')
+  })
+
+  it('stops the domain when the link cannot come up after the filter went on', async () => {
+    const { connection, commands } = host('domif-setlink')
     const error = await fenceStartedDomain({ connection, dir, definition }, 'web').catch((e: unknown) => e)
     expect(error).toBeInstanceOf(HypervisorError)
-    expect((error as Error).message).toMatch(/could not fence the guest off the hypervisor host, so it was stopped before its network came up: .*referenced filter 'vmharness-fence' is missing/)
-    expect(commands.map((command) => command.split(' ')[0])).toEqual(['update-device', 'destroy'])
+    expect(commands.map((command) => command.split(' ')[0])).toEqual(['update-device', 'domif-setlink', 'destroy'])
+  })
+
+  it('is for fenced TCG domains only: under KVM vhost-net carries the frames past QEMU, so the fence goes on before the guest runs', () => {
+    expect(fencesAfterStart(definition)).toBe(true)
+    expect(fencesAfterStart({ ...definition, fenced: undefined })).toBe(true)
+    expect(fencesAfterStart({ ...definition, type: 'kvm' })).toBe(false)
+    expect(fencesAfterStart({ ...definition, fenced: false })).toBe(false)
+  })
+})
+
+describe('a clone of a guest saved unfenced', () => {
+  const saved = "<domain type='qemu'>\n  <devices>\n    <interface type='network'>\n      <mac address='52:54:00:cd:34:01'/>\n      <link state='up'/>\n    </interface>\n  </devices>\n</domain>\n"
+
+  it('gets the fence on its one NIC', () => {
+    expect(withFence(saved)).toContain("<link state='up'/>\n    <filterref filter='vmharness-fence'/></interface>")
+  })
+
+  it('is refused when the saved XML does not have exactly one NIC', () => {
+    expect(() => withFence(saved.replace('</devices>', "<interface type='network'></interface></devices>"))).toThrow(/has 2 network interfaces/)
+    expect(() => withFence("<domain type='qemu'><devices/></domain>")).toThrow(/has 0 network interfaces/)
   })
 })

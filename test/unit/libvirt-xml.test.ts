@@ -148,6 +148,9 @@ describe('domainXml', () => {
     expect(update).toContain("<filterref filter='vmharness-fence'/><link state='down'/></interface>")
     expect(update).toContain("<mac address='52:54:00:3f:2a:01'/>")
     expect(update).toContain("slot='0x02'")
+    expect(update).not.toContain('<driver')
+    expect(interfaceXml(domain({ type: 'qemu' }), { fenced: true, linkUp: true })).toContain("<model type='virtio'/><driver name='qemu'/>")
+    expect(linesWith(domainXml(domain({ fenced: false }), { fenceAfterStart: true }), '<interface')[0]).not.toContain('<link')
   })
 
   it('asks for no USB controller and no balloon (libvirt adds both by default)', () => {

@@ -31,12 +31,14 @@ export function extrasFor(uri: string, directKernelBoot: boolean): Pick<DomainDe
 
 /**
  * Which extra a failed domain start refused: libvirt's "io uring is not supported by this QEMU
- * binary" or QEMU's "Unable to use io_uring", and QEMU's "could not load PC BIOS '…qboot.rom'".
+ * binary" or QEMU's "Unable to use io_uring: …", and libvirt's "Path '…qboot.rom' is not
+ * accessible" or QEMU's "could not load PC BIOS '…qboot.rom'" (both name the path). Only these:
+ * QEMU quotes a disk's whole -blockdev, `"aio":"io_uring"` included, in unrelated disk errors.
  */
 export function refusedExtra(definition: DomainDefinition, error: unknown): DomainExtra | undefined {
   if (!(error instanceof LibvirtError)) return undefined
-  if (definition.diskIo && /io[ _]?uring/i.test(error.message)) return 'diskIo'
-  if (definition.firmware && (error.message.includes(definition.firmware) || /\bBIOS\b/.test(error.message))) return 'firmware'
+  if (definition.diskIo && /io uring is not supported|Unable to use io_uring/i.test(error.message)) return 'diskIo'
+  if (definition.firmware && error.message.includes(definition.firmware)) return 'firmware'
   return undefined
 }
 

@@ -71,7 +71,7 @@ export function domainXml(domain: DomainDefinition, options: DomainXmlOptions = 
     '  <devices>',
     `    <disk type='file' device='disk'><driver name='qemu' type='qcow2'${domain.diskIo ? ` io='${domain.diskIo}'` : ''}/><source file='${attribute(domain.disk)}'/><target dev='vda' bus='virtio'/>${onRootBus(3)}</disk>`,
     ...(domain.seed ? [`    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${attribute(domain.seed)}'/><target dev='vdb' bus='virtio'/><readonly/>${onRootBus(4)}</disk>`] : []),
-    `    ${interfaceXml(domain, options.fenceAfterStart ? { fenced: false, linkUp: false } : { fenced: domain.fenced !== false, linkUp: true })}`,
+    `    ${interfaceXml(domain, options.fenceAfterStart && domain.fenced !== false ? { fenced: false, linkUp: false } : { fenced: domain.fenced !== false, linkUp: true })}`,
     // append: a revert or restore would otherwise empty the log.
     `    <serial type='file'><source path='${attribute(domain.consoleLog)}' append='on'/><target port='0'/></serial>`,
     `    <rng model='virtio'><backend model='random'>/dev/urandom</backend>${onRootBus(5)}</rng>`,
@@ -85,11 +85,16 @@ export function domainXml(domain: DomainDefinition, options: DomainXmlOptions = 
   ].join('\n')
 }
 
-/** The NIC of a domain: on its network, on the root bus, fenced or not, its link up or down. */
+/**
+ * The NIC of a domain: on its network, on the root bus, fenced or not, its link up or down. Under
+ * TCG its frames go through QEMU (driver 'qemu', which libvirt would pick there anyway): the fence
+ * put on after the start relies on QEMU dropping frames while the link is down.
+ */
 export function interfaceXml(domain: DomainDefinition, state: { fenced: boolean; linkUp: boolean }): string {
+  const driver = domain.type === 'qemu' ? "<driver name='qemu'/>" : ''
   const fence = state.fenced ? `<filterref filter='${fenceFilterName}'/>` : ''
   const link = state.linkUp ? '' : "<link state='down'/>"
-  return `<interface type='network'><source network='${attribute(domain.network)}'/><mac address='${attribute(domain.mac)}'/><model type='virtio'/>${onRootBus(2)}${fence}${link}</interface>`
+  return `<interface type='network'><source network='${attribute(domain.network)}'/><mac address='${attribute(domain.mac)}'/><model type='virtio'/>${driver}${onRootBus(2)}${fence}${link}</interface>`
 }
 
 export interface NetworkDefinition {

@@ -6,6 +6,7 @@ import { runDir } from '../../host/run-dir.js'
 import type { ResolvedSpec } from '../../spec/vm-spec.js'
 import { discardPrepared, endpointFor, handleFor, newRecord, vmNames, type Placement, type PreparedLibvirtVm } from './libvirt-preparation.js'
 import type { LibvirtSavedState } from './libvirt-snapshots.js'
+import { fenceWanted, withFence } from './guest-fence.js'
 import { createManagementNetwork } from './management-network.js'
 import { runTag } from './run-tag.js'
 import { attributeValue, replaceAll, rewriteSavedDomainXml, textValue } from './save-file.js'
@@ -61,9 +62,12 @@ export async function prepareLibvirtClone(spec: ResolvedSpec, from: string, plac
       consoleLog: volumePath(pool, consoleLog),
       run: await runTag(),
     }
+    // A guest saved unfenced (VMHARNESS_LIBVIRT_FENCE=off) is fenced when this run fences its guests.
+    const addFence = old.fenced === false && fenceWanted()
+    if (addFence) record.definition.fenced = true
     const fresh = record.definition
-    await rewriteSavedDomainXml(connection, pool, state, dir, (xml) =>
-      replaceAll(xml, [
+    await rewriteSavedDomainXml(connection, pool, state, dir, (xml) => {
+      const renamed = replaceAll(xml, [
         [attributeValue(old.disk), attributeValue(fresh.disk), 'required'],
         ...(old.seed && fresh.seed ? [[attributeValue(old.seed), attributeValue(fresh.seed), 'required'] as [string, string, 'required']] : []),
         [attributeValue(old.consoleLog), attributeValue(fresh.consoleLog), 'required'],
@@ -73,8 +77,9 @@ export async function prepareLibvirtClone(spec: ResolvedSpec, from: string, plac
         // libvirt writes metadata back with either quote.
         [`run='${old.run}'`, `run='${fresh.run}'`],
         [`run="${old.run}"`, `run="${fresh.run}"`],
-      ]),
-    )
+      ])
+      return addFence ? withFence(renamed) : renamed
+    })
     record.incomingState = state
     record.ssh = endpointFor(record, { user: saved.ssh.user, privateKey: saved.clientKey, hostKey: saved.ssh.hostKey })
     return { record, handle: handleFor(id, spec, record, { readyMarker: saved.readyMarker, failureMarker: saved.failureMarker, restoredFrom: from }) }

@@ -9,7 +9,7 @@ import { checkSnapshotName } from '../qemu/named-snapshots.js'
 import { createDomain } from './domain-create.js'
 import { DomainEvents } from './domain-events.js'
 import { domainXml } from './domain-xml.js'
-import { fenceStartedDomain } from './fence-after-start.js'
+import { fenceStartedDomain, fencesAfterStart } from './fence-after-start.js'
 import { ensureFenceFilter, fenceWanted } from './guest-fence.js'
 import { libvirtAccelerator } from './libvirt-accelerator.js'
 import { prepareLibvirtClone, readLibvirtSavedState } from './libvirt-clone.js'
@@ -90,7 +90,7 @@ export class LibvirtHypervisor implements Hypervisor, Suspending, Snapshotting {
       else await this.renewLease(record)
       return
     }
-    const fenceAfterStart = record.definition.fenced !== false
+    const fenceAfterStart = fencesAfterStart(record.definition)
     try {
       await createDomain(record, { fenceAfterStart })
     } catch (error) {
