@@ -30,10 +30,10 @@ function say(line: string): void {
   process.stdout.write(`${line}\n`)
 }
 
-async function boot(target: Target): Promise<number> {
+async function boot(spec: VmSpec): Promise<number> {
   let vm: Vm | undefined
   const ms = await timeIt(async () => {
-    vm = await Vm.start({ ...targets[target], name: 'bench' }, { onProgress: () => undefined })
+    vm = await Vm.start({ ...spec, name: 'bench' }, { onProgress: () => undefined })
     await vm.exec('true')
   })
   await vm?.destroy()
@@ -81,26 +81,15 @@ function row(label: string, times: Record<Target, number[]>): void {
 }
 
 // A first boot per target uploads the image to the pool (once per content) and warms caches: not counted.
-for (const target of Object.keys(targets) as Target[]) await boot(target)
+for (const target of Object.keys(targets) as Target[]) await boot(targets[target])
 const boots = Object.fromEntries(Object.keys(targets).map((t) => [t, [] as number[]])) as Record<Target, number[]>
-for (let round = 0; round < bootRounds; round++) for (const target of Object.keys(targets) as Target[]) boots[target].push(await boot(target))
+for (let round = 0; round < bootRounds; round++) for (const target of Object.keys(targets) as Target[]) boots[target].push(await boot(targets[target]))
 // The same boot with machine 'pc' on both backends (i440fx on each; the QEMU backend boots it
 // through SeaBIOS, libvirt through qboot): what libvirt adds on an equal machine type, without
 // the QEMU backend's microvm against libvirt's q35.
 const pcTargets = { qemu: { ...targets.qemu, machine: 'pc' }, libvirt: { ...targets['libvirt (this host)'], machine: 'pc' } } satisfies Record<string, VmSpec>
 const pcBoots = { qemu: [] as number[], libvirt: [] as number[] }
-for (let round = 0; round < bootRounds; round++) {
-  for (const target of ['qemu', 'libvirt'] as const) {
-    let vm: Vm | undefined
-    pcBoots[target].push(
-      await timeIt(async () => {
-        vm = await Vm.start({ ...pcTargets[target], name: 'bench-pc' }, { onProgress: () => undefined })
-        await vm.exec('true')
-      }),
-    )
-    await vm?.destroy()
-  }
-}
+for (let round = 0; round < bootRounds; round++) for (const target of ['qemu', 'libvirt'] as const) pcBoots[target].push(await boot(pcTargets[target]))
 const internal = await restores('internal')
 const external = await restores('external')
 

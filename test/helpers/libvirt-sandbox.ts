@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
+import type { LibvirtHypervisor } from '../../src/hypervisor/libvirt/libvirt-hypervisor.js'
+import type { Vm } from '../../src/machine/vm.js'
 
 /** The sandbox this test run is in (scripts/libvirt-sandbox sets these), or why the libvirt tests cannot run here. */
 export const sandbox = process.env.VMHARNESS_LIBVIRT_SANDBOX
@@ -25,4 +27,9 @@ export async function libvirtObjectsNamed(prefix: string): Promise<string[]> {
   await virsh('pool-refresh', 'vmharness').catch(() => '')
   const volumes = (await virsh('vol-list', 'vmharness').catch(() => '')).split('\n').map((line) => line.trim().split(/\s+/)[0] ?? '')
   return [...domains.map((d) => `domain ${d.trim()}`), ...networks.map((n) => `network ${n.trim()}`), ...volumes.map((v) => `volume ${v}`)].filter((name) => name.split(' ')[1]?.startsWith(prefix))
+}
+
+/** The libvirt domain a VM runs as. */
+export function domainOf(vm: Vm): string {
+  return /<name>([^<]+)<\/name>/.exec((vm.hypervisor as LibvirtHypervisor).domainXml(vm.handle))?.[1] as string
 }

@@ -3,10 +3,9 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest'
-import type { LibvirtHypervisor } from '../../src/hypervisor/libvirt/libvirt-hypervisor.js'
 import { Vm } from '../../src/machine/vm.js'
 import { skipBecause } from '../helpers/skip.js'
-import { sandbox, sandboxMissing, virsh } from '../helpers/libvirt-sandbox.js'
+import { domainOf, sandbox, sandboxMissing, virsh } from '../helpers/libvirt-sandbox.js'
 import { runDir } from '../../src/host/run-dir.js'
 
 let vm: Vm | undefined
@@ -39,11 +38,6 @@ async function readThroughBridge(guest: Vm): Promise<string> {
   const address = await guest.hypervisor.guestIp(guest.handle)
   const [a, b, c, d] = address.split('.').map(Number) as [number, number, number, number]
   return (await guest.exec(`nc -w 3 ${a}.${b}.${c}.${d - 1} ${port} </dev/null; echo "exit $?"`)).stdout
-}
-
-/** The domain a VM runs as, from the XML it was made with. */
-function domainOf(guest: Vm): string {
-  return /<name>([^<]+)<\/name>/.exec((guest.hypervisor as LibvirtHypervisor).domainXml(guest.handle))?.[1] as string
 }
 
 /** The NIC of a domain as libvirt runs it now. */

@@ -40,6 +40,8 @@ export interface DomainXmlOptions {
 
 /** The domain XML of one VM, every value escaped. */
 export function domainXml(domain: DomainDefinition, options: DomainXmlOptions = {}): string {
+  const fenced = domain.fenced !== false
+  const fenceLater = fenced && options.fenceAfterStart === true
   const boot = domain.kernel
     ? [
         `    <kernel>${text(domain.kernel.path)}</kernel>`,
@@ -71,7 +73,7 @@ export function domainXml(domain: DomainDefinition, options: DomainXmlOptions = 
     '  <devices>',
     `    <disk type='file' device='disk'><driver name='qemu' type='qcow2'${domain.diskIo ? ` io='${domain.diskIo}'` : ''}/><source file='${attribute(domain.disk)}'/><target dev='vda' bus='virtio'/>${onRootBus(3)}</disk>`,
     ...(domain.seed ? [`    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${attribute(domain.seed)}'/><target dev='vdb' bus='virtio'/><readonly/>${onRootBus(4)}</disk>`] : []),
-    `    ${interfaceXml(domain, options.fenceAfterStart && domain.fenced !== false ? { fenced: false, linkUp: false } : { fenced: domain.fenced !== false, linkUp: true })}`,
+    `    ${interfaceXml(domain, { fenced: fenced && !fenceLater, linkUp: !fenceLater })}`,
     // append: a revert or restore would otherwise empty the log.
     `    <serial type='file'><source path='${attribute(domain.consoleLog)}' append='on'/><target port='0'/></serial>`,
     `    <rng model='virtio'><backend model='random'>/dev/urandom</backend>${onRootBus(5)}</rng>`,

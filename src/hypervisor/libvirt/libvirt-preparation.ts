@@ -43,7 +43,7 @@ export async function prepareLibvirtBoot(spec: ResolvedSpec, options: PrepareOpt
   const dir = await (await runDir()).vmDir(id)
   const record = newRecord(id, dir, placement)
   const mac = randomMac()
-  // Starting a network takes ~0.2 s (dnsmasq, firewall rules): it starts while the volumes are made.
+  // Starting a network takes 0.3–0.4 s here (dnsmasq, firewall rules): it starts while the volumes are made.
   const network = createManagementNetwork(connection, domain, bridge, mac, dir)
   network.catch(() => undefined)
   try {
